@@ -1,0 +1,150 @@
+/**
+ * kproxy's entry point: flags → configuration → source, proxier, backend, servers. SIGTERM
+ * and SIGINT close everything in reverse order (listeners drain, rules are removed).
+ */
+import { errorMessage, KproxyError } from '../core/errors.js';
+import type { Source } from '../core/events.js';
+import type { Backend } from '../backends/backend.js';
+import { UserspaceBackend, removeUserspaceRules } from '../backends/userspace/backend.js';
+import { ConfigError, type ProxyConfig } from '../config/config.js';
+import { parseFlags } from '../config/flags.js';
+import { ProxierHealth } from '../observability/health.js';
+import { createLogger, type Logger } from '../observability/log.js';
+import { ProxyMetrics } from '../observability/metrics.js';
+import { serveHealthz, serveMetrics, type RunningServer } from '../observability/servers.js';
+import { realClock } from '../platform/clock.js';
+import { realExec, type Exec } from '../platform/exec.js';
+import { Iptables } from '../platform/iptables.js';
+import { ManifestSource } from '../sources/files/source.js';
+import { Proxier } from '../sync/proxier.js';
+
+export interface Running {
+  readonly proxier: Proxier;
+  readonly backend: Backend;
+  readonly servers: readonly RunningServer[];
+  /** Idempotent; resolves when everything is closed. */
+  close(): Promise<void>;
+}
+
+function createBackend(config: ProxyConfig, log: Logger, metrics: ProxyMetrics, exec: Exec): Backend {
+  switch (config.mode) {
+    case 'userspace':
+      return new UserspaceBackend({
+        clock: realClock, log, metrics, exec,
+        defaultScheduler: config.ipvsScheduler,
+        bindAddress: config.bindAddress,
+        nodePortAddresses: config.nodePortAddresses,
+        connectTimeoutMs: config.connectTimeoutMs,
+        udpIdleTimeoutMs: config.udpIdleTimeoutMs,
+        cooldownMs: config.cooldownMs,
+        drainTimeoutMs: config.drainTimeoutMs,
+      });
+    case 'iptables':
+    case 'ipvs':
+    case 'nftables':
+      throw new KproxyError('KP_ERR_MODE_UNAVAILABLE', `--proxy-mode ${config.mode} is not available in this build yet; use --proxy-mode userspace`);
+  }
+}
+
+/** Starts kproxy with a configuration; used by main and by end-to-end tests. */
+export async function start(config: ProxyConfig, options: { log?: Logger; exec?: Exec } = {}): Promise<Running> {
+  const log = options.log ?? createLogger({ verbosity: config.verbosity });
+  const exec = options.exec ?? realExec;
+  const metrics = new ProxyMetrics({ processMetrics: true });
+  const health = new ProxierHealth(realClock, 2 * config.syncPeriodMs);
+  const backend = createBackend(config, log, metrics, exec);
+  let source: Source;
+  if (config.manifests !== undefined) {
+    source = new ManifestSource({
+      path: config.manifests,
+      nodeName: config.hostnameOverride,
+      onProblem: (p) => log.error('invalid manifest object skipped', { code: p.code, where: p.where, reason: p.message }),
+    });
+  } else if (config.kubeconfig !== undefined || config.master !== undefined) {
+    throw new KproxyError('KP_ERR_SOURCE_UNAVAILABLE', 'the Kubernetes API source is not available in this build yet; use --manifests PATH');
+  } else {
+    throw new ConfigError('no source of Services: give --manifests PATH (a file or folder of manifests), or --kubeconfig/--master for a cluster');
+  }
+  const proxier = new Proxier({
+    backend, nodeName: config.hostnameOverride, clock: realClock, sources: [source.name],
+    minSyncPeriodMs: config.minSyncPeriodMs, syncPeriodMs: config.syncPeriodMs, metrics, health, log,
+  });
+  const servers: RunningServer[] = [];
+  const closeAll = async (): Promise<void> => {
+    await source.close();
+    await proxier.close();
+    for (const s of servers.reverse()) await s.close();
+  };
+  try {
+    if (config.healthzBindAddress) servers.push(await serveHealthz(config.healthzBindAddress, health));
+    if (config.metricsBindAddress) servers.push(await serveMetrics(config.metricsBindAddress, metrics, () => backend.mode, health));
+    log.info('starting kproxy', { mode: config.mode, node: config.hostnameOverride, source: source.name });
+    await source.start(proxier.handle);
+  } catch (err) {
+    await closeAll();
+    throw err;
+  }
+  let closing: Promise<void> | undefined;
+  return { proxier, backend, servers, close: () => (closing ??= closeAll()) };
+}
+
+/** `--cleanup`: removes everything any mode installed, reporting what it removed. */
+export async function cleanup(log: Logger, exec: Exec): Promise<number> {
+  let failed = false;
+  const ipt = new Iptables({ exec });
+  try {
+    const removed = await removeUserspaceRules(ipt);
+    log.info('cleanup done', { mode: 'userspace', removedChains: removed.join(',') || 'none' });
+  } catch (err) {
+    failed = true;
+    log.error('cleanup failed', { mode: 'userspace', err: errorMessage(err) });
+  }
+  return failed ? 1 : 0;
+}
+
+/** Runs the CLI; resolves with the exit code once kproxy has stopped. */
+export async function main(argv: readonly string[]): Promise<number> {
+  let config: ProxyConfig;
+  try {
+    const r = parseFlags(argv);
+    if (r.kind === 'exit') {
+      process.stdout.write(r.output);
+      return r.code;
+    }
+    config = r.config;
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`kproxy: ${err.message}\n`);
+      return 2;
+    }
+    throw err;
+  }
+  const log = createLogger({ verbosity: config.verbosity });
+  if (config.cleanup) return cleanup(log, realExec);
+  if (config.dryRun && config.mode === 'userspace') {
+    process.stderr.write('kproxy: --dry-run applies to the kernel modes (iptables, ipvs, nftables); userspace mode installs no rule set to print\n');
+    return 2;
+  }
+  let running: Running;
+  try {
+    running = await start(config, { log });
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`kproxy: ${err.message}\n`);
+      return 2;
+    }
+    log.error('kproxy failed to start', { err: errorMessage(err) });
+    return 1;
+  }
+  return new Promise<number>((resolve) => {
+    const stop = (signal: string): void => {
+      log.info('shutting down: draining connections and removing rules', { signal });
+      running.close().then(() => resolve(0), (err: unknown) => {
+        log.error('error during shutdown', { err: errorMessage(err) });
+        resolve(1);
+      });
+    };
+    process.once('SIGTERM', () => stop('SIGTERM'));
+    process.once('SIGINT', () => stop('SIGINT'));
+  });
+}

@@ -1,0 +1,97 @@
+/**
+ * KubeProxyConfiguration (kubeproxy.config.k8s.io/v1alpha1) files, for the fields kproxy
+ * supports. Unknown fields are errors that name the field, as upstream's strict decoding.
+ */
+import { readFileSync } from 'node:fs';
+import { parse } from 'yaml';
+import { parseDuration } from './duration.js';
+import { ConfigError, parseCIDRList, parseHostPort, parseIPValue, parseMode, parseScheduler, type ProxyConfig } from './config.js';
+
+type Partial<T> = { -readonly [K in keyof T]?: T[K] };
+
+const KNOWN: Record<string, readonly string[] | true> = {
+  apiVersion: true, kind: true, mode: true, clusterCIDR: true, bindAddress: true, healthzBindAddress: true,
+  metricsBindAddress: true, hostnameOverride: true, nodePortAddresses: true, udpIdleTimeout: true,
+  iptables: ['syncPeriod', 'minSyncPeriod', 'masqueradeAll', 'masqueradeBit', 'localhostNodePorts'],
+  ipvs: ['scheduler', 'syncPeriod', 'minSyncPeriod', 'strictARP', 'excludeCIDRs', 'tcpTimeout', 'tcpFinTimeout', 'udpTimeout'],
+  nftables: ['syncPeriod', 'minSyncPeriod', 'masqueradeAll', 'masqueradeBit'],
+  clientConnection: ['kubeconfig', 'qps', 'burst', 'contentType', 'acceptContentTypes'],
+  conntrack: ['maxPerCore', 'min', 'tcpEstablishedTimeout', 'tcpCloseWaitTimeout', 'udpTimeout', 'udpStreamTimeout'],
+  featureGates: true, logging: true, portRange: true, oomScoreAdj: true, configSyncPeriod: true,
+  detectLocalMode: true, detectLocal: true, showHiddenMetricsForVersion: true, enableProfiling: true,
+  masqueradeAll: true, syncPeriod: true, minSyncPeriod: true,
+};
+
+function isRecord(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+export function loadConfigFile(path: string): Partial<ProxyConfig> {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new ConfigError(`cannot read --config ${path}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
+  }
+  let raw: unknown;
+  try {
+    raw = parse(text);
+  } catch (err) {
+    throw new ConfigError(`--config ${path}: not valid YAML: ${err instanceof Error ? err.message.split('\n')[0] : String(err)}`);
+  }
+  return configFromObject(raw, path);
+}
+
+export function configFromObject(raw: unknown, path: string): Partial<ProxyConfig> {
+  const where = (f: string): string => `${path}: ${f}`;
+  if (!isRecord(raw)) throw new ConfigError(`--config ${path}: must be a KubeProxyConfiguration object`);
+  if (raw.kind !== 'KubeProxyConfiguration') throw new ConfigError(`--config ${path}: kind must be KubeProxyConfiguration, got ${JSON.stringify(raw.kind)}`);
+  if (raw.apiVersion !== 'kubeproxy.config.k8s.io/v1alpha1') {
+    throw new ConfigError(`--config ${path}: apiVersion must be kubeproxy.config.k8s.io/v1alpha1, got ${JSON.stringify(raw.apiVersion)}`);
+  }
+  for (const [k, v] of Object.entries(raw)) {
+    const known = KNOWN[k];
+    if (known === undefined) throw new ConfigError(`--config ${path}: unknown field ${JSON.stringify(k)}`);
+    if (Array.isArray(known) && isRecord(v)) {
+      for (const sub of Object.keys(v)) if (!known.includes(sub)) throw new ConfigError(`--config ${path}: unknown field ${JSON.stringify(`${k}.${sub}`)}`);
+    }
+  }
+  const str = (v: unknown, f: string): string => {
+    if (typeof v !== 'string') throw new ConfigError(`invalid value ${JSON.stringify(v)} for ${where(f)}: must be a string`);
+    return v;
+  };
+  const dur = (v: unknown, f: string): number => {
+    const ms = parseDuration(str(v, f));
+    if (ms === undefined) throw new ConfigError(`invalid value ${JSON.stringify(v)} for ${where(f)}: must be a duration such as 30s`);
+    return ms;
+  };
+  const bool = (v: unknown, f: string): boolean => {
+    if (typeof v !== 'boolean') throw new ConfigError(`invalid value ${JSON.stringify(v)} for ${where(f)}: must be true or false`);
+    return v;
+  };
+  const out: Partial<ProxyConfig> = {};
+  if (raw.mode !== undefined && raw.mode !== '') out.mode = parseMode(str(raw.mode, 'mode'), where('mode'));
+  if (raw.clusterCIDR !== undefined) out.clusterCIDRs = parseCIDRList(str(raw.clusterCIDR, 'clusterCIDR'), where('clusterCIDR'));
+  if (raw.bindAddress !== undefined) out.bindAddress = parseIPValue(str(raw.bindAddress, 'bindAddress'), where('bindAddress'));
+  if (raw.healthzBindAddress !== undefined) out.healthzBindAddress = parseHostPort(str(raw.healthzBindAddress, 'healthzBindAddress'), where('healthzBindAddress'));
+  if (raw.metricsBindAddress !== undefined) out.metricsBindAddress = parseHostPort(str(raw.metricsBindAddress, 'metricsBindAddress'), where('metricsBindAddress'));
+  if (raw.hostnameOverride !== undefined && raw.hostnameOverride !== '') out.hostnameOverride = str(raw.hostnameOverride, 'hostnameOverride').toLowerCase();
+  if (raw.nodePortAddresses !== undefined && raw.nodePortAddresses !== null) {
+    if (!Array.isArray(raw.nodePortAddresses)) throw new ConfigError(`invalid value for ${where('nodePortAddresses')}: must be a list of CIDRs`);
+    out.nodePortAddresses = parseCIDRList(raw.nodePortAddresses.map((x, i) => str(x, `nodePortAddresses[${i}]`)), where('nodePortAddresses'));
+  }
+  if (raw.udpIdleTimeout !== undefined) out.udpIdleTimeoutMs = dur(raw.udpIdleTimeout, 'udpIdleTimeout');
+  const ipt = isRecord(raw.iptables) ? raw.iptables : {};
+  if (ipt.syncPeriod !== undefined) out.syncPeriodMs = dur(ipt.syncPeriod, 'iptables.syncPeriod');
+  if (ipt.minSyncPeriod !== undefined) out.minSyncPeriodMs = dur(ipt.minSyncPeriod, 'iptables.minSyncPeriod');
+  if (ipt.masqueradeAll !== undefined) out.masqueradeAll = bool(ipt.masqueradeAll, 'iptables.masqueradeAll');
+  if (ipt.masqueradeBit !== undefined && ipt.masqueradeBit !== null) {
+    if (typeof ipt.masqueradeBit !== 'number') throw new ConfigError(`invalid value for ${where('iptables.masqueradeBit')}: must be a number`);
+    out.masqueradeBit = ipt.masqueradeBit;
+  }
+  const ipvs = isRecord(raw.ipvs) ? raw.ipvs : {};
+  if (ipvs.scheduler !== undefined && ipvs.scheduler !== '') out.ipvsScheduler = parseScheduler(str(ipvs.scheduler, 'ipvs.scheduler'), where('ipvs.scheduler'));
+  const cc = isRecord(raw.clientConnection) ? raw.clientConnection : {};
+  if (cc.kubeconfig !== undefined && cc.kubeconfig !== '') out.kubeconfig = str(cc.kubeconfig, 'clientConnection.kubeconfig');
+  return out;
+}

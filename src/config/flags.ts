@@ -1,0 +1,133 @@
+/**
+ * Command-line flags, named as upstream kube-proxy names them where they exist. Unknown flags
+ * and bad values raise ConfigError (exit status 2, one line).
+ */
+import { hostname } from 'node:os';
+import { Command, CommanderError, Option } from 'commander';
+import { parseDuration } from './duration.js';
+import {
+  ConfigError, DEFAULTS, parseCIDRList, parseHostPort, parseIPValue, parseMode, parseScheduler, validateConfig, type ProxyConfig,
+} from './config.js';
+import { loadConfigFile } from './file.js';
+
+export const VERSION = '0.1.0';
+
+function duration(flag: string) {
+  return (v: string): number => {
+    const ms = parseDuration(v);
+    if (ms === undefined) throw new ConfigError(`invalid value ${JSON.stringify(v)} for ${flag}: must be a duration such as 30s, 1m0s or 250ms`);
+    return ms;
+  };
+}
+
+function buildCommand(): Command {
+  const p = new Command('kproxy');
+  p.description('kube-proxy, rebuilt in TypeScript: makes Services reach their endpoints on this node.')
+    .usage('[flags]')
+    .helpOption('-h, --help', 'show this help and exit')
+    .version(VERSION, '--version', 'print the version and exit')
+    .addOption(new Option('--proxy-mode <mode>', 'which proxy mode to use: userspace | iptables | ipvs | nftables').argParser((v) => parseMode(v, '--proxy-mode')))
+    .option('--manifests <path>', 'read Services, EndpointSlices, Endpoints and Nodes from this YAML/JSON file or folder (watched for changes) instead of a cluster')
+    .option('--kubeconfig <path>', 'path to a kubeconfig file with authorization information')
+    .option('--master <url>', 'the address of the Kubernetes API server (overrides any value in kubeconfig)')
+    .option('--config <path>', 'the path to a KubeProxyConfiguration file; flags given on the command line override its values')
+    .option('--hostname-override <name>', "if non-empty, use this string as this node's name instead of the hostname (decides which endpoints are local)")
+    .addOption(new Option('--bind-address <ip>', 'the address the userspace proxy ports listen on (0.0.0.0 for all IPv4 interfaces)').argParser((v) => parseIPValue(v, '--bind-address')))
+    .addOption(new Option('--healthz-bind-address <ip:port>', 'the IP address and port for the health check server to serve on; empty disables').argParser((v) => ({ value: parseHostPort(v, '--healthz-bind-address') })))
+    .addOption(new Option('--metrics-bind-address <ip:port>', 'the IP address and port for the metrics server to serve on; empty disables').argParser((v) => ({ value: parseHostPort(v, '--metrics-bind-address') })))
+    .addOption(new Option('--ipvs-scheduler <name>', 'the IPVS scheduler: rr, wrr, lc, wlc, sed, nq, dh, sh, lblc, lblcr, mh (also the default scheduler of userspace mode)').argParser((v) => parseScheduler(v, '--ipvs-scheduler')))
+    .addOption(new Option('--cluster-cidr <cidrs>', 'comma-separated CIDR ranges of the pods in the cluster; traffic from outside them is masqueraded').argParser((v) => parseCIDRList(v, '--cluster-cidr')))
+    .addOption(new Option('--nodeport-addresses <cidrs>', 'comma-separated CIDRs of the node addresses that accept NodePort traffic; empty means all').argParser((v) => parseCIDRList(v, '--nodeport-addresses')))
+    .option('--masquerade-all', 'SNAT all traffic sent via Service cluster IPs (kernel modes)')
+    .addOption(new Option('--iptables-sync-period <duration>', 'the maximum interval between full syncs of the proxy rules (e.g. 30s, 2m)').argParser(duration('--iptables-sync-period')))
+    .addOption(new Option('--iptables-min-sync-period <duration>', 'the minimum interval between syncs when services and endpoints change (e.g. 1s, 0s)').argParser(duration('--iptables-min-sync-period')))
+    .addOption(new Option('--udp-timeout <duration>', 'how long an idle UDP flow is kept open in userspace mode (e.g. 250ms, 2s)').argParser(duration('--udp-timeout')))
+    .addOption(new Option('--userspace-connect-timeout <duration>', 'userspace mode: how long to wait for an endpoint to accept a connection before trying the next one').argParser(duration('--userspace-connect-timeout')))
+    .addOption(new Option('--userspace-failure-cooldown <duration>', 'userspace mode: how long a failed endpoint is passed over before it is tried again').argParser(duration('--userspace-failure-cooldown')))
+    .addOption(new Option('--shutdown-drain-timeout <duration>', 'on SIGTERM, how long open connections may finish before they are closed').argParser(duration('--shutdown-drain-timeout')))
+    .option('--cleanup', 'remove every rule and chain kproxy installed, then exit')
+    .option('--dry-run', 'kernel modes: print what would be applied and exit without touching the kernel')
+    .addOption(new Option('-v, --v <level>', 'log verbosity: 0 quiet, 2 each sync, 4 every connection decision').argParser((v) => {
+      const n = Number(v);
+      if (!Number.isInteger(n) || n < 0) throw new ConfigError(`invalid value ${JSON.stringify(v)} for -v: must be a non-negative integer`);
+      return n;
+    }));
+  p.exitOverride();
+  p.configureOutput({ writeErr: () => undefined });
+  p.showSuggestionAfterError(false);
+  p.allowExcessArguments(false);
+  return p;
+}
+
+export type FlagsResult = { kind: 'run'; config: ProxyConfig } | { kind: 'exit'; code: number; output: string };
+
+interface RawOpts {
+  proxyMode?: ProxyConfig['mode'];
+  manifests?: string;
+  kubeconfig?: string;
+  master?: string;
+  config?: string;
+  hostnameOverride?: string;
+  bindAddress?: string;
+  healthzBindAddress?: { value: ProxyConfig['healthzBindAddress'] };
+  metricsBindAddress?: { value: ProxyConfig['metricsBindAddress'] };
+  ipvsScheduler?: ProxyConfig['ipvsScheduler'];
+  clusterCidr?: string[];
+  nodeportAddresses?: string[];
+  masqueradeAll?: boolean;
+  iptablesSyncPeriod?: number;
+  iptablesMinSyncPeriod?: number;
+  udpTimeout?: number;
+  userspaceConnectTimeout?: number;
+  userspaceFailureCooldown?: number;
+  shutdownDrainTimeout?: number;
+  cleanup?: boolean;
+  dryRun?: boolean;
+  v?: number;
+}
+
+/** Parses argv (without node and script) into a validated configuration. */
+export function parseFlags(argv: readonly string[]): FlagsResult {
+  const cmd = buildCommand();
+  let help = '';
+  cmd.configureOutput({ writeErr: () => undefined, writeOut: (s) => { help += s; } });
+  try {
+    cmd.parse([...argv], { from: 'user' });
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version') return { kind: 'exit', code: 0, output: help };
+      if (err.cause instanceof ConfigError) throw err.cause;
+      throw new ConfigError(err.message.replace(/^error: /, '').replace(/'/g, ''));
+    }
+    throw err;
+  }
+  const o = cmd.opts<RawOpts>();
+  const file = o.config !== undefined ? loadConfigFile(o.config) : {};
+  const pick = <T>(flag: T | undefined, fromFile: T | undefined, def: T): T => flag ?? fromFile ?? def;
+  const config: ProxyConfig = {
+    mode: pick(o.proxyMode, file.mode, DEFAULTS.mode),
+    manifests: o.manifests,
+    kubeconfig: pick(o.kubeconfig, file.kubeconfig, undefined),
+    master: o.master,
+    hostnameOverride: pick(o.hostnameOverride?.toLowerCase(), file.hostnameOverride, hostname().toLowerCase()),
+    bindAddress: pick(o.bindAddress, file.bindAddress, DEFAULTS.bindAddress),
+    healthzBindAddress: o.healthzBindAddress ? o.healthzBindAddress.value : 'healthzBindAddress' in file ? file.healthzBindAddress : DEFAULTS.healthzBindAddress,
+    metricsBindAddress: o.metricsBindAddress ? o.metricsBindAddress.value : 'metricsBindAddress' in file ? file.metricsBindAddress : DEFAULTS.metricsBindAddress,
+    ipvsScheduler: pick(o.ipvsScheduler, file.ipvsScheduler, DEFAULTS.ipvsScheduler),
+    clusterCIDRs: pick(o.clusterCidr, file.clusterCIDRs, DEFAULTS.clusterCIDRs),
+    nodePortAddresses: pick(o.nodeportAddresses, file.nodePortAddresses, DEFAULTS.nodePortAddresses),
+    masqueradeAll: pick(o.masqueradeAll, file.masqueradeAll, DEFAULTS.masqueradeAll),
+    masqueradeBit: pick(undefined, file.masqueradeBit, DEFAULTS.masqueradeBit),
+    syncPeriodMs: pick(o.iptablesSyncPeriod, file.syncPeriodMs, DEFAULTS.syncPeriodMs),
+    minSyncPeriodMs: pick(o.iptablesMinSyncPeriod, file.minSyncPeriodMs, DEFAULTS.minSyncPeriodMs),
+    udpIdleTimeoutMs: pick(o.udpTimeout, file.udpIdleTimeoutMs, DEFAULTS.udpIdleTimeoutMs),
+    connectTimeoutMs: pick(o.userspaceConnectTimeout, undefined, DEFAULTS.connectTimeoutMs),
+    cooldownMs: pick(o.userspaceFailureCooldown, undefined, DEFAULTS.cooldownMs),
+    drainTimeoutMs: pick(o.shutdownDrainTimeout, undefined, DEFAULTS.drainTimeoutMs),
+    cleanup: o.cleanup ?? false,
+    dryRun: o.dryRun ?? false,
+    verbosity: o.v ?? 0,
+  };
+  validateConfig(config);
+  return { kind: 'run', config };
+}

@@ -1,0 +1,92 @@
+/**
+ * Every metric kproxy exports, in one place, with upstream kube-proxy's names
+ * (pkg/proxy/metrics). kproxy's own additions use the `kproxy_` prefix.
+ */
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+/** Upstream's buckets for sync durations: exponential from 1 ms, factor 2, 15 buckets. */
+const SYNC_BUCKETS = Array.from({ length: 15 }, (_, i) => 0.001 * 2 ** i);
+
+export class ProxyMetrics {
+  readonly registry = new Registry();
+  readonly syncDuration = new Histogram({
+    name: 'kubeproxy_sync_proxy_rules_duration_seconds',
+    help: 'SyncProxyRules latency in seconds',
+    buckets: SYNC_BUCKETS,
+    registers: [this.registry],
+  });
+  readonly syncFullDuration = new Histogram({
+    name: 'kubeproxy_sync_full_proxy_rules_duration_seconds',
+    help: 'SyncProxyRules latency in seconds for full resyncs',
+    buckets: SYNC_BUCKETS,
+    registers: [this.registry],
+  });
+  readonly syncPartialDuration = new Histogram({
+    name: 'kubeproxy_sync_partial_proxy_rules_duration_seconds',
+    help: 'SyncProxyRules latency in seconds for partial resyncs',
+    buckets: SYNC_BUCKETS,
+    registers: [this.registry],
+  });
+  readonly lastSync = new Gauge({
+    name: 'kubeproxy_sync_proxy_rules_last_timestamp_seconds',
+    help: 'The last time proxy rules were successfully synced',
+    registers: [this.registry],
+  });
+  readonly lastQueued = new Gauge({
+    name: 'kubeproxy_sync_proxy_rules_last_queued_timestamp_seconds',
+    help: 'The last time a sync of proxy rules was queued',
+    registers: [this.registry],
+  });
+  readonly serviceChangesTotal = new Counter({
+    name: 'kubeproxy_sync_proxy_rules_service_changes_total',
+    help: 'Cumulative proxy rules Service changes',
+    registers: [this.registry],
+  });
+  readonly serviceChangesPending = new Gauge({
+    name: 'kubeproxy_sync_proxy_rules_service_changes_pending',
+    help: 'Pending proxy rules Service changes',
+    registers: [this.registry],
+  });
+  readonly endpointChangesTotal = new Counter({
+    name: 'kubeproxy_sync_proxy_rules_endpoint_changes_total',
+    help: 'Cumulative proxy rules Endpoint changes',
+    registers: [this.registry],
+  });
+  readonly endpointChangesPending = new Gauge({
+    name: 'kubeproxy_sync_proxy_rules_endpoint_changes_pending',
+    help: 'Pending proxy rules Endpoint changes',
+    registers: [this.registry],
+  });
+  readonly syncFailures = new Counter({
+    name: 'kproxy_sync_proxy_rules_failures_total',
+    help: 'Syncs whose backend apply failed (each is retried with a full sync)',
+    labelNames: ['mode'],
+    registers: [this.registry],
+  });
+  readonly userspaceActiveConnections = new Gauge({
+    name: 'kproxy_userspace_endpoint_active_connections',
+    help: 'Connections (TCP) or flows (UDP) the userspace proxy is relaying, per service port and endpoint',
+    labelNames: ['service_port', 'protocol', 'endpoint'],
+    registers: [this.registry],
+  });
+  readonly userspaceConnectionsTotal = new Counter({
+    name: 'kproxy_userspace_connections_total',
+    help: 'Connections (TCP) or flows (UDP) the userspace proxy accepted, by outcome',
+    labelNames: ['service_port', 'protocol', 'result'],
+    registers: [this.registry],
+  });
+  readonly userspaceEndpointFailures = new Counter({
+    name: 'kproxy_userspace_endpoint_failures_total',
+    help: 'Connection attempts to an endpoint that failed (refused or timed out) and were retried elsewhere',
+    labelNames: ['service_port', 'endpoint'],
+    registers: [this.registry],
+  });
+
+  constructor(options: { processMetrics?: boolean } = {}) {
+    if (options.processMetrics) collectDefaultMetrics({ register: this.registry });
+  }
+
+  text(): Promise<string> {
+    return this.registry.metrics();
+  }
+}

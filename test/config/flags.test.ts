@@ -1,0 +1,93 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { ConfigError } from '../../src/config/config.js';
+import { formatDuration, parseDuration } from '../../src/config/duration.js';
+import { parseFlags } from '../../src/config/flags.js';
+
+const BIN = fileURLToPath(new URL('../../../bin/kproxy.js', import.meta.url));
+
+test('durations parse as Go prints them', () => {
+  const cases: [string, number | undefined][] = [['30s', 30_000], ['1m30s', 90_000], ['250ms', 250], ['0', 0], ['0s', 0], ['1.5h', 5_400_000], ['10', undefined], ['s', undefined], ['5x', undefined]];
+  for (const [s, ms] of cases) assert.equal(parseDuration(s), ms, s);
+  assert.equal(formatDuration(90_000), '1m30s');
+  assert.equal(formatDuration(250), '250ms');
+});
+
+test('flags: upstream defaults and names', () => {
+  const r = parseFlags(['--manifests', 'x.yaml', '--hostname-override', 'Node-1']);
+  assert.equal(r.kind, 'run');
+  if (r.kind !== 'run') return;
+  assert.deepEqual(r.config.healthzBindAddress, { host: '0.0.0.0', port: 10256 });
+  assert.deepEqual(r.config.metricsBindAddress, { host: '127.0.0.1', port: 10249 });
+  assert.equal(r.config.syncPeriodMs, 30_000);
+  assert.equal(r.config.minSyncPeriodMs, 1_000);
+  assert.equal(r.config.ipvsScheduler, 'rr');
+  assert.equal(r.config.hostnameOverride, 'node-1');
+  const r2 = parseFlags(['--manifests', 'x', '--proxy-mode=userspace', '--ipvs-scheduler', 'sh', '--cluster-cidr', '198.18.0.0/16,fd00::/64',
+    '--iptables-sync-period', '1m', '--iptables-min-sync-period', '0s', '--healthz-bind-address', '', '-v', '4', '--masquerade-all']);
+  assert.equal(r2.kind, 'run');
+  if (r2.kind !== 'run') return;
+  assert.equal(r2.config.ipvsScheduler, 'sh');
+  assert.deepEqual(r2.config.clusterCIDRs, ['198.18.0.0/16', 'fd00::/64']);
+  assert.equal(r2.config.syncPeriodMs, 60_000);
+  assert.equal(r2.config.minSyncPeriodMs, 0);
+  assert.equal(r2.config.healthzBindAddress, undefined);
+  assert.equal(r2.config.verbosity, 4);
+  assert.equal(r2.config.masqueradeAll, true);
+});
+
+test('flags: bad values are ConfigErrors that name the flag and the reason', () => {
+  const cases: [string[], RegExp][] = [
+    [['--proxy-mode', 'kernelspace'], /--proxy-mode: must be one of userspace, iptables, ipvs, nftables/],
+    [['--ipvs-scheduler', 'fifo'], /--ipvs-scheduler: must be one of rr/],
+    [['--iptables-sync-period', '10'], /--iptables-sync-period: must be a duration/],
+    [['--healthz-bind-address', 'localhost:10256'], /--healthz-bind-address: must be IP:port/],
+    [['--cluster-cidr', '198.18.0.0/99'], /--cluster-cidr: must be a CIDR/],
+    [['--iptables-min-sync-period', '1m', '--iptables-sync-period', '30s'], /must be less than or equal to --iptables-sync-period/],
+    [['--no-such-flag'], /unknown option --no-such-flag/],
+    [['-v', 'loud'], /-v: must be a non-negative integer/],
+  ];
+  for (const [argv, re] of cases) {
+    assert.throws(() => parseFlags(argv), (err: unknown) => err instanceof ConfigError && re.test(err.message), argv.join(' '));
+  }
+});
+
+test('config file: values apply, flags given on the command line win, unknown fields are named', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'kproxy-cfg-'));
+  const file = join(dir, 'config.yaml');
+  writeFileSync(file, 'apiVersion: kubeproxy.config.k8s.io/v1alpha1\nkind: KubeProxyConfiguration\nmode: userspace\nclusterCIDR: 198.18.0.0/16\niptables:\n  syncPeriod: 45s\n  minSyncPeriod: 2s\nipvs:\n  scheduler: lc\n');
+  const r = parseFlags(['--config', file, '--iptables-min-sync-period', '0s']);
+  assert.equal(r.kind, 'run');
+  if (r.kind !== 'run') return;
+  assert.equal(r.config.syncPeriodMs, 45_000);
+  assert.equal(r.config.minSyncPeriodMs, 0);
+  assert.equal(r.config.ipvsScheduler, 'lc');
+  assert.deepEqual(r.config.clusterCIDRs, ['198.18.0.0/16']);
+  writeFileSync(file, 'apiVersion: kubeproxy.config.k8s.io/v1alpha1\nkind: KubeProxyConfiguration\niptables:\n  syncPeriodd: 45s\n');
+  assert.throws(() => parseFlags(['--config', file]), /unknown field "iptables.syncPeriodd"/);
+});
+
+test('CLI: bad flags exit 2 with one line; --help exits 0 and describes every flag', () => {
+  const bad = spawnSync(process.execPath, [BIN, '--proxy-mode', 'bogus'], { encoding: 'utf8' });
+  assert.equal(bad.status, 2);
+  assert.equal(bad.stderr.trim().split('\n').length, 1);
+  assert.match(bad.stderr, /^kproxy: invalid value "bogus" for --proxy-mode/);
+  const unknown = spawnSync(process.execPath, [BIN, '--frobnicate'], { encoding: 'utf8' });
+  assert.equal(unknown.status, 2);
+  assert.match(unknown.stderr, /^kproxy: unknown option --frobnicate\n$/);
+  const nosrc = spawnSync(process.execPath, [BIN, '--healthz-bind-address', '', '--metrics-bind-address', ''], { encoding: 'utf8' });
+  assert.equal(nosrc.status, 2);
+  assert.match(nosrc.stderr, /no source of Services: give --manifests PATH/);
+  const help = spawnSync(process.execPath, [BIN, '--help'], { encoding: 'utf8' });
+  assert.equal(help.status, 0);
+  for (const flag of ['--proxy-mode', '--manifests', '--kubeconfig', '--master', '--config', '--hostname-override', '--bind-address',
+    '--healthz-bind-address', '--metrics-bind-address', '--ipvs-scheduler', '--cluster-cidr', '--nodeport-addresses', '--masquerade-all',
+    '--iptables-sync-period', '--iptables-min-sync-period', '--cleanup', '--dry-run', '-v']) {
+    assert.ok(help.stdout.includes(flag), `help mentions ${flag}`);
+  }
+});
