@@ -58,7 +58,7 @@ export async function start(config: ProxyConfig, options: { log?: Logger; exec?:
     source = new ManifestSource({
       path: config.manifests,
       nodeName: config.hostnameOverride,
-      onProblem: (p) => log.error('invalid manifest object skipped', { code: p.code, where: p.where, reason: p.message }),
+      onProblem: (p) => log.error('problem in manifests', { code: p.code, where: p.where, reason: p.message }),
     });
   } else if (config.kubeconfig !== undefined || config.master !== undefined) {
     throw new KproxyError('KP_ERR_SOURCE_UNAVAILABLE', 'the Kubernetes API source is not available in this build yet; use --manifests PATH');

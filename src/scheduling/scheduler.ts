@@ -39,7 +39,10 @@ export interface Scheduler {
   readonly name: SchedulerName;
   /**
    * The destination list changed (kernel: add_dest/upd_dest/del_dest → the scheduler's
-   * update hook). `dests` is the complete new list in kernel-list order.
+   * update hook). `dests` is the complete new list in kernel-list order (the kernel links an
+   * added destination at the head of the list; `kernelListOrder` in ./common.ts builds that
+   * order). Schedulers compare it with the previous list by `key` to replay the kernel's hooks.
+   * `schedule()` also re-syncs by itself when handed a list whose keys or weights differ.
    */
   update(dests: readonly SchedDest[]): void;
   /** Picks the destination for a new connection; undefined when none is available. */

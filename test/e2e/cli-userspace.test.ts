@@ -49,6 +49,9 @@ test('CLI userspace mode: serves, follows manifest edits within a second, surviv
   const child = spawn(process.execPath, [BIN, '--proxy-mode', 'userspace', '--manifests', dir, '--hostname-override', 'n1',
     '--healthz-bind-address', `127.0.0.1:${HEALTHZ}`, '--metrics-bind-address', `127.0.0.1:${METRICS}`,
     '--iptables-min-sync-period', '0s', '--shutdown-drain-timeout', '1s', '-v', '2'], { stdio: ['ignore', 'ignore', 'pipe'] });
+  // Never leave kproxy running, even if this test process is cancelled.
+  const reap = (): void => { if (child.exitCode === null) child.kill('SIGKILL'); };
+  process.once('exit', reap);
   let stderr = '';
   child.stderr?.on('data', (d: Buffer) => { stderr += d.toString(); });
   const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));

@@ -303,8 +303,6 @@ export class UserspaceBackend implements Backend {
                 done();
               }
             }, 50);
-            deadline.unref();
-            poll.unref();
           })),
         });
       });

@@ -106,12 +106,27 @@ export class Balancer {
       }
       if (a) this.affinity.delete(ctx.clientIP);
     }
-    let chosen = this.scheduleAvoiding(ctx, (d) => tried.has(d.key) || d.coolUntil > now);
-    chosen ??= this.scheduleAvoiding(ctx, (d) => tried.has(d.key));
+    const triedOrCooling = (d: Dest): boolean => tried.has(d.key) || d.coolUntil > now;
+    const triedOnly = (d: Dest): boolean => tried.has(d.key);
+    // Retrying (something failed before): when the kernel's algorithm refuses or insists on an
+    // endpoint we must avoid (dh/sh/mh refuse when their hashed endpoint is unavailable; lblc
+    // keeps a cached one), fall back to the next usable endpoint in list order, as sh's
+    // fallback flag does, so the client never sees a failure while any endpoint works.
+    const retrying = tried.size > 0 || this.dests.some((d) => d.coolUntil > now);
+    let chosen = this.scheduleAvoiding(ctx, triedOrCooling);
+    if (retrying) {
+      chosen ??= this.firstUsable(triedOrCooling);
+      chosen ??= this.scheduleAvoiding(ctx, triedOnly) ?? this.firstUsable(triedOnly);
+    }
     if (chosen && this.affinityTimeoutMs > 0) this.affinity.set(ctx.clientIP, { key: chosen.key, lastUsed: now });
     return chosen;
   }
 
+  private firstUsable(avoid: (d: Dest) => boolean): Dest | undefined {
+    return this.dests.find((d) => d.weight > 0 && !avoid(d));
+  }
+
+  /** The kernel scheduler's choice with `avoid`ed endpoints flagged overloaded; never an avoided one. */
   private scheduleAvoiding(ctx: SchedContext, avoid: (d: Dest) => boolean): Dest | undefined {
     let any = false;
     for (const d of this.dests) {
@@ -121,7 +136,8 @@ export class Balancer {
     try {
       if (!any) return undefined;
       const s = this.scheduler.schedule(this.dests, ctx);
-      return s === undefined ? undefined : this.dests.find((d) => d.key === s.key);
+      const d = s === undefined ? undefined : this.dests.find((x) => x.key === s.key);
+      return d === undefined || avoid(d) ? undefined : d;
     } finally {
       for (const d of this.dests) d.overloaded = false;
     }

@@ -116,6 +116,8 @@ export function relayTCP(client: net.Socket, target: RelayTarget, opts: RelayOpt
 
 interface Flow {
   readonly upstream: dgram.Socket;
+  /** Datagrams that arrived before the upstream socket finished connecting. */
+  queue: Buffer[] | undefined;
   readonly dest: Dest;
   readonly balancer: Balancer;
   timer: NodeJS.Timeout;
@@ -150,7 +152,8 @@ export class UDPRelay {
       if (!flow) return;
     }
     flow.timer.refresh();
-    flow.upstream.send(msg);
+    if (flow.queue) flow.queue.push(msg);
+    else flow.upstream.send(msg);
   }
 
   private openFlow(key: string, rinfo: dgram.RemoteInfo): Flow | undefined {
@@ -162,12 +165,16 @@ export class UDPRelay {
       return undefined;
     }
     const upstream = dgram.createSocket(dest.ip.includes(':') ? 'udp6' : 'udp4');
-    upstream.connect(dest.port, dest.ip);
     balancer.opened(dest, 'inactive');
     const flow: Flow = {
-      upstream, dest, balancer,
+      upstream, dest, balancer, queue: [],
       timer: setTimeout(() => this.closeFlow(key, flow), this.opts.udpIdleTimeoutMs),
     };
+    upstream.connect(dest.port, dest.ip, () => {
+      const queued = flow.queue ?? [];
+      flow.queue = undefined;
+      for (const m of queued) upstream.send(m);
+    });
     upstream.on('message', (reply) => {
       flow.timer.refresh();
       if (!this.closed) this.socket.send(reply, rinfo.port, rinfo.address);

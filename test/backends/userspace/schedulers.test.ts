@@ -92,8 +92,11 @@ for (const name of SCHEDULER_NAMES) {
 test('known kernel sequences hold through the proxy: rr 1,2,3,1,2,3 and wrr 3:1:2', async () => {
   for (const [name, want] of [
     ['rr', ['p1', 'p2', 'p3', 'p1', 'p2', 'p3']],
-    // wrr, weights 3,1,2 (max 3, gcd 1): cw=3 → p1; cw=2 → p1, p3; cw=1 → p1, p2, p3; then again.
-    ['wrr', ['p1', 'p1', 'p3', 'p1', 'p2', 'p3', 'p1', 'p1', 'p3']],
+    // wrr, weights 3,1,2. The service starts empty and the kernel adds each real server at the
+    // list head (p3, p2, then p1), calling dest_changed each time: cw = mw = 1 after p3 (w2, di 2),
+    // then stays 1. So the first round takes every weight >= 1 (p1 p2 p3), then cw wraps to 3
+    // (p1), 2 (p1 p3), 1 (p1 p2 p3).
+    ['wrr', ['p1', 'p2', 'p3', 'p1', 'p1', 'p3', 'p1', 'p2', 'p3']],
   ] as const) {
     const h = harness({ scheduler: name });
     const pods: TcpPod[] = [];

@@ -1,0 +1,61 @@
+/**
+ * A client process for kernel tests, run inside a network namespace; prints one JSON line.
+ *   node dist/test/helpers/netns-client.js tcp HOST PORT [COUNT] [TIMEOUT_MS]
+ *     COUNT sequential connections; each reads until the server closes.
+ *     → {"ok":true,"replies":["<first line of reply>", ...]}
+ *   node dist/test/helpers/netns-client.js udp HOST PORT [COUNT] [TIMEOUT_MS]
+ *     COUNT datagrams, each from a new socket (a new flow); waits for one reply each.
+ *     → {"ok":true,"replies":[{"text":"...","address":"...","port":N}, ...]}
+ * On failure: {"ok":false,"error":"...","replies":[...so far]} and exit status 1.
+ * Every wait is bounded by TIMEOUT_MS (default 3000) per connection/datagram.
+ * Run with no arguments (as `node --test dist/` does with every file under test/) it exits 0.
+ */
+import * as dgram from 'node:dgram';
+import * as net from 'node:net';
+
+function tcpOnce(host: string, port: number, timeoutMs: number): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const s = net.connect({ host, port });
+    let buf = '';
+    const timer = setTimeout(() => { s.destroy(); reject(new Error(`tcp ${host}:${port}: no complete reply within ${timeoutMs}ms (got ${JSON.stringify(buf)})`)); }, timeoutMs);
+    s.on('data', (d: Buffer) => { buf += d.toString(); });
+    s.once('error', (e) => { clearTimeout(timer); reject(new Error(`tcp ${host}:${port}: ${e.message}`)); });
+    s.once('close', () => { clearTimeout(timer); resolve(buf.split('\n')[0] ?? ''); });
+  });
+}
+
+function udpOnce(host: string, port: number, text: string, timeoutMs: number): Promise<{ text: string; address: string; port: number }> {
+  return new Promise((resolve, reject) => {
+    const s = dgram.createSocket('udp4');
+    const finish = (fn: () => void): void => { clearTimeout(timer); s.close(); fn(); };
+    const timer = setTimeout(() => finish(() => reject(new Error(`udp ${host}:${port}: no reply within ${timeoutMs}ms`))), timeoutMs);
+    s.once('message', (msg, r) => finish(() => resolve({ text: msg.toString(), address: r.address, port: r.port })));
+    s.once('error', (e) => finish(() => reject(new Error(`udp ${host}:${port}: ${e.message}`))));
+    s.send(text, port, host);
+  });
+}
+
+async function run(argv: readonly string[]): Promise<number> {
+  const [mode, host, portText, countText, timeoutText] = argv;
+  const port = Number(portText);
+  const count = Number(countText ?? '1');
+  const timeoutMs = Number(timeoutText ?? '3000');
+  if ((mode !== 'tcp' && mode !== 'udp') || !host || !Number.isInteger(port) || !Number.isInteger(count) || !(timeoutMs > 0)) {
+    process.stdout.write(`${JSON.stringify({ ok: false, error: `usage: tcp|udp HOST PORT [COUNT] [TIMEOUT_MS]; got ${JSON.stringify(argv)}`, replies: [] })}\n`);
+    return 2;
+  }
+  const replies: unknown[] = [];
+  try {
+    for (let i = 0; i < count; i++) {
+      replies.push(mode === 'tcp' ? await tcpOnce(host, port, timeoutMs) : await udpOnce(host, port, `ping ${i}`, timeoutMs));
+    }
+  } catch (err) {
+    process.stdout.write(`${JSON.stringify({ ok: false, error: err instanceof Error ? err.message : String(err), replies })}\n`);
+    return 1;
+  }
+  process.stdout.write(`${JSON.stringify({ ok: true, replies })}\n`);
+  return 0;
+}
+
+const argv = process.argv.slice(2);
+if (argv.length > 0) void run(argv).then((code) => { process.exitCode = code; });

@@ -1,0 +1,84 @@
+/**
+ * Shared pieces of the kernel (network namespace) tests: paths, bounded polling, normalized
+ * iptables-save output, and a read-only snapshot of the root namespace's network state.
+ */
+import { fileURLToPath } from 'node:url';
+import { runHost, type Netns } from '../../src/platform/netns.js';
+
+/** The repository root (this file is compiled to dist/test/helpers/, three levels down). */
+export const REPO_ROOT = fileURLToPath(new URL('../../../', import.meta.url));
+export const KPROXY_BIN = `${REPO_ROOT}bin/kproxy.js`;
+export const POD_JS = `${REPO_ROOT}dist/test/helpers/netns-pod.js`;
+export const CLIENT_JS = `${REPO_ROOT}dist/test/helpers/netns-client.js`;
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * Calls `fn` every stepMs until it returns a value other than undefined/false, or rejects
+ * after timeoutMs with `what` and the last value seen (via `describeLast`).
+ */
+export async function pollUntil<T>(
+  what: string,
+  fn: () => Promise<T | undefined | false> | T | undefined | false,
+  options: { timeoutMs?: number; stepMs?: number; describeLast?: () => string } = {},
+): Promise<T> {
+  const timeoutMs = options.timeoutMs ?? 5000;
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await fn();
+    if (v !== undefined && v !== false) return v;
+    if (Date.now() >= deadline) {
+      throw new Error(`timed out after ${timeoutMs}ms waiting for ${what}${options.describeLast ? `\n${options.describeLast()}` : ''}`);
+    }
+    await sleep(options.stepMs ?? 50);
+  }
+}
+
+/** iptables-save output without comments/timestamps and with every counter zeroed. */
+export function normalizeIptablesSave(text: string): string {
+  return text
+    .split('\n')
+    .filter((l) => l.trim() !== '' && !l.startsWith('#'))
+    .map((l) => l.replace(/\[\d+:\d+\]/g, '[0:0]'))
+    .join('\n');
+}
+
+/** `iptables-save` (all tables, or one) inside a namespace, normalized. */
+export async function iptablesSave(ns: Netns, table?: string): Promise<string> {
+  const r = await ns.execOk('iptables-save', table === undefined ? [] : ['-t', table], { timeoutMs: 10_000 });
+  return normalizeIptablesSave(r.stdout);
+}
+
+/**
+ * A read-only snapshot of the root namespace's network configuration: iptables rules, nft
+ * ruleset, ipsets, routes (all tables, both families), link names and sysctls that tests
+ * must never touch. Counters and timers are normalized away.
+ */
+export async function rootNetworkState(): Promise<Record<string, string>> {
+  const read = async (cmd: string, args: string[]): Promise<string> => {
+    const r = await runHost(cmd, args, { timeoutMs: 10_000 });
+    return r.code === 127 ? '(not installed)' : `${r.code}\n${r.stdout}`;
+  };
+  return {
+    'iptables-save': normalizeIptablesSave(await read('iptables-save', [])),
+    'nft list ruleset': (await read('nft', ['list', 'ruleset'])).replace(/counter packets \d+ bytes \d+/g, 'counter'),
+    'ipset list -n': await read('ipset', ['list', '-n']),
+    'ip -4 route show table all': await read('ip', ['-4', 'route', 'show', 'table', 'all']),
+    'ip -6 route show table all': (await read('ip', ['-6', 'route', 'show', 'table', 'all'])).replace(/ expires \d+sec/g, ''),
+    'ip link names': (await read('ip', ['-o', 'link', 'show'])).split('\n').map((l) => l.split(':')[1]?.trim() ?? '').join(' '),
+    'ip addr': (await read('ip', ['-o', 'addr', 'show'])).replace(/(valid|preferred)_lft \S+/g, '').replace(/\\\s+/g, ' '),
+    'sysctl ip_forward': await read('sysctl', ['-n', 'net.ipv4.ip_forward']),
+    'sysctl route_localnet': await read('sysctl', ['-n', 'net.ipv4.conf.all.route_localnet']),
+  };
+}
+
+/** Runs the client helper inside a namespace and parses its JSON line. */
+export async function runClient<T>(ns: Netns, args: readonly string[], timeoutMs = 20_000): Promise<{ ok: boolean; error?: string; replies: T[] }> {
+  const r = await ns.exec(process.execPath, [CLIENT_JS, ...args], { timeoutMs });
+  const line = r.stdout.trim().split('\n').pop() ?? '';
+  try {
+    return JSON.parse(line) as { ok: boolean; error?: string; replies: T[] };
+  } catch {
+    return { ok: false, error: `client exited ${r.code} without a result: ${r.stderr.trim() || r.stdout.trim()}`, replies: [] };
+  }
+}
