@@ -63,6 +63,33 @@ export class ProxyMetrics {
     labelNames: ['mode'],
     registers: [this.registry],
   });
+  readonly iptablesRestoreFailures = new Counter({
+    name: 'kubeproxy_sync_proxy_rules_iptables_restore_failures_total',
+    help: 'Cumulative proxy iptables restore failures',
+    registers: [this.registry],
+  });
+  readonly iptablesPartialRestoreFailures = new Counter({
+    name: 'kubeproxy_sync_proxy_rules_iptables_partial_restore_failures_total',
+    help: 'Cumulative proxy iptables partial restore failures',
+    registers: [this.registry],
+  });
+  readonly iptablesTotal = new Gauge({
+    name: 'kubeproxy_sync_proxy_rules_iptables_total',
+    help: 'Total number of iptables rules owned by kube-proxy',
+    labelNames: ['table'],
+    registers: [this.registry],
+  });
+  readonly iptablesLast = new Gauge({
+    name: 'kubeproxy_sync_proxy_rules_iptables_last',
+    help: 'Number of iptables rules written by kube-proxy in last sync',
+    labelNames: ['table'],
+    registers: [this.registry],
+  });
+  readonly conntrackCleanups = new Counter({
+    name: 'kproxy_conntrack_entries_deleted_total',
+    help: 'Conntrack entries of UDP flows to removed endpoints that kproxy deleted',
+    registers: [this.registry],
+  });
   readonly userspaceActiveConnections = new Gauge({
     name: 'kproxy_userspace_endpoint_active_connections',
     help: 'Connections (TCP) or flows (UDP) the userspace proxy is relaying, per service port and endpoint',

@@ -176,6 +176,9 @@ export class ManifestSource implements Source {
     this.running = this.scan(true);
     try {
       await this.running;
+    } catch (err) {
+      await this.close(); // watchers may already be running
+      throw err;
     } finally {
       this.running = undefined;
     }
