@@ -6,6 +6,8 @@
  *   node dist/test/helpers/netns-client.js udp HOST PORT [COUNT] [TIMEOUT_MS]
  *     COUNT datagrams, each from a new socket (a new flow); waits for one reply each.
  *     → {"ok":true,"replies":[{"text":"...","address":"...","port":N}, ...]}
+ *   node dist/test/helpers/netns-client.js udp-same HOST PORT [COUNT] [TIMEOUT_MS]
+ *     COUNT datagrams from one socket (one conntrack flow).
  * On failure: {"ok":false,"error":"...","replies":[...so far]} and exit status 1.
  * Every wait is bounded by TIMEOUT_MS (default 3000) per connection/datagram.
  * Run with no arguments (as `node --test dist/` does with every file under test/) it exits 0.
@@ -35,11 +37,39 @@ function udpOnce(host: string, port: number, text: string, timeoutMs: number): P
   });
 }
 
+/** COUNT datagrams from one socket (one flow), one reply each. */
+async function udpSame(host: string, port: number, count: number, timeoutMs: number): Promise<{ text: string; address: string; port: number }[]> {
+  const s = dgram.createSocket('udp4');
+  const out: { text: string; address: string; port: number }[] = [];
+  try {
+    for (let i = 0; i < count; i++) {
+      out.push(await new Promise((resolve, reject) => {
+        const timer = setTimeout(() => { s.off('message', on); reject(new Error(`udp ${host}:${port}: no reply within ${timeoutMs}ms`)); }, timeoutMs);
+        const on = (msg: Buffer, r: dgram.RemoteInfo): void => { clearTimeout(timer); s.off('message', on); resolve({ text: msg.toString(), address: r.address, port: r.port }); };
+        s.on('message', on);
+        s.send(`ping ${i}`, port, host);
+      }));
+    }
+  } finally {
+    s.close();
+  }
+  return out;
+}
+
 async function run(argv: readonly string[]): Promise<number> {
   const [mode, host, portText, countText, timeoutText] = argv;
   const port = Number(portText);
   const count = Number(countText ?? '1');
   const timeoutMs = Number(timeoutText ?? '3000');
+  if (mode === 'udp-same' && host && Number.isInteger(port)) {
+    try {
+      process.stdout.write(`${JSON.stringify({ ok: true, replies: await udpSame(host, port, count, timeoutMs) })}\n`);
+      return 0;
+    } catch (err) {
+      process.stdout.write(`${JSON.stringify({ ok: false, error: err instanceof Error ? err.message : String(err), replies: [] })}\n`);
+      return 1;
+    }
+  }
   if ((mode !== 'tcp' && mode !== 'udp') || !host || !Number.isInteger(port) || !Number.isInteger(count) || !(timeoutMs > 0)) {
     process.stdout.write(`${JSON.stringify({ ok: false, error: `usage: tcp|udp HOST PORT [COUNT] [TIMEOUT_MS]; got ${JSON.stringify(argv)}`, replies: [] })}\n`);
     return 2;

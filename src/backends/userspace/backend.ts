@@ -6,17 +6,17 @@
  */
 import * as dgram from 'node:dgram';
 import * as net from 'node:net';
-import { networkInterfaces } from 'node:os';
 import type { SchedulerName } from '../../core/annotations.js';
 import { errorMessage } from '../../core/errors.js';
 import type { ServicePortName } from '../../core/ids.js';
-import { ipFamily, parseCIDR } from '../../core/ip.js';
+import { ipFamily } from '../../core/ip.js';
 import type { Protocol } from '../../core/objects.js';
 import type { ServicePort } from '../../core/service-port.js';
 import type { Snapshot } from '../../core/snapshot.js';
 import { categorizeEndpoints } from '../../core/traffic-policy.js';
 import type { Logger } from '../../observability/log.js';
 import type { ProxyMetrics } from '../../observability/metrics.js';
+import { localAddresses } from '../../platform/addresses.js';
 import type { Clock } from '../../platform/clock.js';
 import type { Exec } from '../../platform/exec.js';
 import { Iptables } from '../../platform/iptables.js';
@@ -212,13 +212,7 @@ export class UserspaceBackend implements Backend {
   }
 
   private nodePortIPs(): string[] {
-    if (this.opts.nodePortAddresses.length === 0) return ['0.0.0.0'];
-    const cidrs = this.opts.nodePortAddresses.map((c) => parseCIDR(c)).filter((c) => c !== undefined);
-    const ips: string[] = [];
-    for (const addrs of Object.values(networkInterfaces())) {
-      for (const a of addrs ?? []) if (a.family === 'IPv4' && cidrs.some((c) => c.contains(a.address))) ips.push(a.address);
-    }
-    return ips.sort();
+    return this.opts.nodePortAddresses.length === 0 ? ['0.0.0.0'] : localAddresses('IPv4', this.opts.nodePortAddresses);
   }
 
   private target(f: Frontend, vip: string): RelayTarget {

@@ -1,0 +1,109 @@
+/**
+ * A small Kubernetes-shaped network for kernel tests, built from network namespaces only
+ * (198.18.0.0/15 addresses, nothing in the root namespace):
+ *
+ *   client 198.18.200.2 ─┐
+ *   node1  198.18.200.1 ─┼─ lan (a bridge in its own namespace)
+ *   node2  198.18.200.3 ─┘
+ *   node1: br0 198.18.10.1/24 ── pod-a 198.18.10.2, pod-b 198.18.10.3   (hairpin on)
+ *   node2: br0 198.18.20.1/24 ── pod-c 198.18.20.2
+ *
+ * Cluster CIDR 198.18.0.0/19 (pods); services 198.18.100.0/24; load balancer IPs 198.18.101.0/24.
+ * Every pod runs the netns-pod helper: TCP 8080 greets with "<pod> <client ip>:<port>", UDP 5353
+ * answers "<pod>: <datagram>".
+ */
+import { createNetns, runHost, type Netns } from '../../src/platform/netns.js';
+import { POD_JS } from './netns-util.js';
+
+export const CLUSTER_CIDR = '198.18.0.0/19';
+export const CLIENT_IP = '198.18.200.2';
+export const NODE_IPS = { node1: '198.18.200.1', node2: '198.18.200.3' } as const;
+export const POD_IPS = { 'pod-a': '198.18.10.2', 'pod-b': '198.18.10.3', 'pod-c': '198.18.20.2' } as const;
+export type PodName = keyof typeof POD_IPS;
+export const POD_NODE: Record<PodName, 'node1' | 'node2'> = { 'pod-a': 'node1', 'pod-b': 'node1', 'pod-c': 'node2' };
+
+export interface Cluster {
+  readonly lan: Netns;
+  readonly client: Netns;
+  readonly node1: Netns;
+  readonly node2: Netns;
+  readonly pods: Record<PodName, Netns>;
+  /** Every namespace, for cleanup. */
+  readonly all: readonly Netns[];
+  destroy(): Promise<void>;
+}
+
+async function ip(args: string[]): Promise<void> {
+  const r = await runHost('ip', args);
+  if (r.code !== 0) throw new Error(`ip ${args.join(' ')}: ${r.stderr.trim()}`);
+}
+
+/** A veth from `from` (ifname a) to `to` (ifname b); nothing is created outside namespaces. */
+async function veth(from: Netns, a: string, to: Netns, b: string): Promise<void> {
+  await ip(['-n', from.name, 'link', 'add', a, 'type', 'veth', 'peer', 'name', b, 'netns', to.name]);
+}
+
+export async function buildCluster(prefix: string): Promise<Cluster> {
+  const made: Netns[] = [];
+  const mk = async (): Promise<Netns> => {
+    const ns = await createNetns(prefix);
+    made.push(ns);
+    return ns;
+  };
+  try {
+    const lan = await mk();
+    const client = await mk();
+    const node1 = await mk();
+    const node2 = await mk();
+    const pods = { 'pod-a': await mk(), 'pod-b': await mk(), 'pod-c': await mk() };
+    await ip(['-n', lan.name, 'link', 'add', 'lan0', 'type', 'bridge']);
+    await ip(['-n', lan.name, 'link', 'set', 'lan0', 'up']);
+    for (const [ns, addr, port] of [[client, CLIENT_IP, 'p-client'], [node1, NODE_IPS.node1, 'p-node1'], [node2, NODE_IPS.node2, 'p-node2']] as const) {
+      await veth(lan, port, ns, 'eth0');
+      await ip(['-n', lan.name, 'link', 'set', port, 'master', 'lan0', 'up']);
+      await ip(['-n', ns.name, 'addr', 'add', `${addr}/24`, 'dev', 'eth0']);
+      await ip(['-n', ns.name, 'link', 'set', 'eth0', 'up']);
+    }
+    for (const [node, subnet, gw] of [[node1, '198.18.10', '198.18.10.1'], [node2, '198.18.20', '198.18.20.1']] as const) {
+      await ip(['-n', node.name, 'link', 'add', 'br0', 'type', 'bridge']);
+      await ip(['-n', node.name, 'addr', 'add', `${gw}/24`, 'dev', 'br0']);
+      await ip(['-n', node.name, 'link', 'set', 'br0', 'up']);
+      await node.sysctl('net.ipv4.ip_forward', '1');
+      for (const [name, addr] of Object.entries(POD_IPS)) {
+        if (!addr.startsWith(`${subnet}.`)) continue;
+        const pod = pods[name as PodName];
+        const port = `v-${name}`;
+        await veth(node, port, pod, 'eth0');
+        await ip(['-n', node.name, 'link', 'set', port, 'master', 'br0', 'up']);
+        await ip(['-n', node.name, 'link', 'set', 'dev', port, 'type', 'bridge_slave', 'hairpin', 'on']);
+        await ip(['-n', pod.name, 'addr', 'add', `${addr}/24`, 'dev', 'eth0']);
+        await ip(['-n', pod.name, 'link', 'set', 'eth0', 'up']);
+        await pod.addRoute('198.18.0.0/15', { via: gw });
+      }
+    }
+    await node1.addRoute('198.18.20.0/24', { via: NODE_IPS.node2 });
+    await node2.addRoute('198.18.10.0/24', { via: NODE_IPS.node1 });
+    // Service and LB ranges: routed towards the client so that locally originated packets have a
+    // route before nat OUTPUT rewrites them (the kernel's routing happens first).
+    for (const node of [node1, node2]) {
+      await node.addRoute('198.18.100.0/24', { via: CLIENT_IP });
+      await node.addRoute('198.18.101.0/24', { via: CLIENT_IP });
+    }
+    await client.addRoute('198.18.10.0/24', { via: NODE_IPS.node1 });
+    await client.addRoute('198.18.20.0/24', { via: NODE_IPS.node2 });
+    await client.addRoute('198.18.100.0/24', { via: NODE_IPS.node1 });
+    await client.addRoute('198.18.101.0/24', { via: NODE_IPS.node1 });
+    for (const [name, addr] of Object.entries(POD_IPS)) {
+      const p = pods[name as PodName].spawn(process.execPath, [POD_JS, '--name', name, '--tcp', `${addr}:8080`, '--udp', `${addr}:5353`, '--max-ms', '600000']);
+      await p.waitForOutput('ready', 10_000);
+    }
+    let destroyed: Promise<void> | undefined;
+    return {
+      lan, client, node1, node2, pods, all: made,
+      destroy: () => (destroyed ??= (async () => { for (const ns of [...made].reverse()) await ns.destroy(); })()),
+    };
+  } catch (err) {
+    for (const ns of made.reverse()) await ns.destroy();
+    throw err;
+  }
+}
