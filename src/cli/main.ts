@@ -4,7 +4,9 @@
  */
 import { errorMessage, KproxyError } from '../core/errors.js';
 import type { Source } from '../core/events.js';
+import { SnapshotBuilder } from '../core/snapshot.js';
 import type { Backend } from '../backends/backend.js';
+import { IptablesBackend, removeIptablesRules } from '../backends/iptables/backend.js';
 import { UserspaceBackend, removeUserspaceRules } from '../backends/userspace/backend.js';
 import { ConfigError, type ProxyConfig } from '../config/config.js';
 import { parseFlags } from '../config/flags.js';
@@ -12,7 +14,9 @@ import { ProxierHealth } from '../observability/health.js';
 import { createLogger, type Logger } from '../observability/log.js';
 import { ProxyMetrics } from '../observability/metrics.js';
 import { serveHealthz, serveMetrics, type RunningServer } from '../observability/servers.js';
+import { localAddresses } from '../platform/addresses.js';
 import { realClock } from '../platform/clock.js';
+import { Conntrack } from '../platform/conntrack.js';
 import { realExec, type Exec } from '../platform/exec.js';
 import { Iptables } from '../platform/iptables.js';
 import { ManifestSource } from '../sources/files/source.js';
@@ -40,6 +44,21 @@ function createBackend(config: ProxyConfig, log: Logger, metrics: ProxyMetrics, 
         drainTimeoutMs: config.drainTimeoutMs,
       });
     case 'iptables':
+      return new IptablesBackend({
+        iptables: new Iptables({ exec }),
+        conntrack: new Conntrack(exec),
+        log, metrics,
+        render: {
+          nodeName: config.hostnameOverride,
+          nodeIPs: localAddresses('IPv4', config.nodePortAddresses),
+          nodePortAddresses: config.nodePortAddresses,
+          clusterCIDRs: config.clusterCIDRs.filter((c) => !c.includes(':')),
+          masqueradeAll: config.masqueradeAll,
+          masqueradeBit: config.masqueradeBit,
+          localhostNodePorts: false,
+          family: 'IPv4',
+        },
+      });
     case 'ipvs':
     case 'nftables':
       throw new KproxyError('KP_ERR_MODE_UNAVAILABLE', `--proxy-mode ${config.mode} is not available in this build yet; use --proxy-mode userspace`);
@@ -88,16 +107,39 @@ export async function start(config: ProxyConfig, options: { log?: Logger; exec?:
   return { proxier, backend, servers, close: () => (closing ??= closeAll()) };
 }
 
+/** Builds the snapshot from the manifests once and returns what a full sync would apply. */
+export async function dryRun(config: ProxyConfig, log: Logger): Promise<string> {
+  if (config.manifests === undefined) throw new ConfigError('--dry-run needs --manifests PATH');
+  const backend = createBackend(config, log, new ProxyMetrics(), realExec);
+  if (!(backend instanceof IptablesBackend)) throw new KproxyError('KP_ERR_MODE_UNAVAILABLE', `--dry-run is not available for --proxy-mode ${config.mode}`);
+  const builder = new SnapshotBuilder(config.hostnameOverride);
+  const source = new ManifestSource({
+    path: config.manifests, nodeName: config.hostnameOverride,
+    onProblem: (p) => log.error('problem in manifests', { code: p.code, where: p.where, reason: p.message }),
+  });
+  const synced = new Promise<void>((resolve, reject) => {
+    source.start((ev) => {
+      if (ev.kind === 'synced') resolve();
+      else builder.handle(ev);
+    }).catch(reject);
+  });
+  await synced;
+  await source.close();
+  return backend.dryRun(builder.next());
+}
+
 /** `--cleanup`: removes everything any mode installed, reporting what it removed. */
 export async function cleanup(log: Logger, exec: Exec): Promise<number> {
   let failed = false;
   const ipt = new Iptables({ exec });
-  try {
-    const removed = await removeUserspaceRules(ipt);
-    log.info('cleanup done', { mode: 'userspace', removedChains: removed.join(',') || 'none' });
-  } catch (err) {
-    failed = true;
-    log.error('cleanup failed', { mode: 'userspace', err: errorMessage(err) });
+  for (const [mode, remove] of [['userspace', removeUserspaceRules], ['iptables', removeIptablesRules]] as const) {
+    try {
+      const removed = await remove(ipt);
+      log.info('cleanup done', { mode, removedChains: removed.join(',') || 'none' });
+    } catch (err) {
+      failed = true;
+      log.error('cleanup failed', { mode, err: errorMessage(err) });
+    }
   }
   return failed ? 1 : 0;
 }
@@ -121,9 +163,22 @@ export async function main(argv: readonly string[]): Promise<number> {
   }
   const log = createLogger({ verbosity: config.verbosity });
   if (config.cleanup) return cleanup(log, realExec);
-  if (config.dryRun && config.mode === 'userspace') {
-    process.stderr.write('kproxy: --dry-run applies to the kernel modes (iptables, ipvs, nftables); userspace mode installs no rule set to print\n');
-    return 2;
+  if (config.dryRun) {
+    if (config.mode === 'userspace') {
+      process.stderr.write('kproxy: --dry-run applies to the kernel modes (iptables, ipvs, nftables); userspace mode installs no rule set to print\n');
+      return 2;
+    }
+    try {
+      process.stdout.write(await dryRun(config, log));
+      return 0;
+    } catch (err) {
+      if (err instanceof ConfigError) {
+        process.stderr.write(`kproxy: ${err.message}\n`);
+        return 2;
+      }
+      log.error('dry run failed', { err: errorMessage(err) });
+      return 1;
+    }
   }
   let running: Running;
   try {

@@ -10,7 +10,11 @@ export interface CategorizedEndpoints {
   readonly internalEndpoints: readonly Endpoint[];
   /** Endpoints for traffic to node ports, external and load-balancer IPs (externalTrafficPolicy applied). */
   readonly externalEndpoints: readonly Endpoint[];
-  /** Whether any endpoint at all exists (even ones not usable): distinguishes REJECT from DROP upstream. */
+  /**
+   * Whether any endpoint is usable (ready, or serving and terminating), as upstream's
+   * hasAnyEndpoints: without one, traffic is REJECTed; with some but none local under a Local
+   * policy, it is DROPped.
+   */
   readonly hasAnyEndpoints: boolean;
 }
 
@@ -33,6 +37,6 @@ export function categorizeEndpoints(sp: ServicePort, endpoints: readonly Endpoin
     localEndpoints,
     internalEndpoints: sp.internalPolicyLocal ? localEndpoints : clusterEndpoints,
     externalEndpoints: sp.externalPolicyLocal ? localEndpoints : clusterEndpoints,
-    hasAnyEndpoints: endpoints.length > 0,
+    hasAnyEndpoints: endpoints.some((e) => e.ready || (e.serving && e.terminating)),
   };
 }

@@ -85,6 +85,12 @@ export class ProxyMetrics {
     labelNames: ['table'],
     registers: [this.registry],
   });
+  readonly skippedServicePorts = new Gauge({
+    name: 'kproxy_sync_proxy_rules_skipped_service_ports',
+    help: 'Service ports not programmed because they are invalid for this backend (each is logged with its reason)',
+    labelNames: ['mode'],
+    registers: [this.registry],
+  });
   readonly conntrackCleanups = new Counter({
     name: 'kproxy_conntrack_entries_deleted_total',
     help: 'Conntrack entries of UDP flows to removed endpoints that kproxy deleted',

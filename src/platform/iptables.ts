@@ -40,27 +40,52 @@ export class Iptables {
     return r.stdout;
   }
 
-  private jumpArgs(chain: string, target: string, comment: string): string[] {
-    return [chain, '-m', 'comment', '--comment', comment, '-j', target];
+  private jumpArgs(target: string, comment: string): string[] {
+    return ['-m', 'comment', '--comment', comment, '-j', target];
   }
 
-  /** Makes sure `-A/-I <chain> -m comment --comment <comment> -j <target>` exists (upstream's EnsureRule). */
-  async ensureJump(table: string, chain: string, target: string, comment: string, position: 'prepend' | 'append' = 'prepend'): Promise<void> {
-    const rule = this.jumpArgs(chain, target, comment);
-    const check = await this.opts.exec(this.bin, [...this.wait, '-t', table, '-C', ...rule]);
-    if (check.code === 0) return;
-    const add = await this.opts.exec(this.bin, [...this.wait, '-t', table, position === 'prepend' ? '-I' : '-A', ...rule]);
-    if (add.code !== 0) {
-      throw new KproxyError('KP_ERR_IPTABLES_JUMP', `cannot add jump from ${table}/${chain} to ${target}: ${add.stderr.trim()}`);
-    }
+  /** Makes sure `-A/-I <chain> -m comment --comment <comment> -j <target>` exists. */
+  ensureJump(table: string, chain: string, target: string, comment: string, position: 'prepend' | 'append' = 'prepend'): Promise<void> {
+    return this.ensureRule(table, chain, this.jumpArgs(target, comment), position);
   }
 
   /** Removes every copy of the jump rule; absent is fine. */
-  async deleteJump(table: string, chain: string, target: string, comment: string): Promise<void> {
-    const rule = this.jumpArgs(chain, target, comment);
+  deleteJump(table: string, chain: string, target: string, comment: string): Promise<void> {
+    return this.deleteRule(table, chain, this.jumpArgs(target, comment));
+  }
+
+  /** Whether `-A <chain> <args>` exists in table (iptables -C). */
+  async hasRule(table: string, chain: string, args: readonly string[]): Promise<boolean> {
+    const r = await this.opts.exec(this.bin, [...this.wait, '-t', table, '-C', chain, ...args]);
+    return r.code === 0;
+  }
+
+  /** Adds the rule unless it exists (upstream's EnsureRule). */
+  async ensureRule(table: string, chain: string, args: readonly string[], position: 'prepend' | 'append' = 'prepend'): Promise<void> {
+    if (await this.hasRule(table, chain, args)) return;
+    const r = await this.opts.exec(this.bin, [...this.wait, '-t', table, position === 'prepend' ? '-I' : '-A', chain, ...args]);
+    if (r.code !== 0) throw new KproxyError('KP_ERR_IPTABLES_RULE', `cannot add rule to ${table}/${chain} (${args.join(' ')}): ${r.stderr.trim()}`);
+  }
+
+  /** Removes every copy of the rule; absent is fine. */
+  async deleteRule(table: string, chain: string, args: readonly string[]): Promise<void> {
     for (let i = 0; i < 16; i++) {
-      const r = await this.opts.exec(this.bin, [...this.wait, '-t', table, '-D', ...rule]);
+      const r = await this.opts.exec(this.bin, [...this.wait, '-t', table, '-D', chain, ...args]);
       if (r.code !== 0) return;
+    }
+  }
+
+  async chainExists(table: string, chain: string): Promise<boolean> {
+    const r = await this.opts.exec(this.bin, [...this.wait, '-t', table, '-S', chain]);
+    return r.code === 0;
+  }
+
+  /** Creates the chain unless it exists (upstream's EnsureChain). */
+  async ensureChain(table: string, chain: string): Promise<void> {
+    if (await this.chainExists(table, chain)) return;
+    const r = await this.opts.exec(this.bin, [...this.wait, '-t', table, '-N', chain]);
+    if (r.code !== 0 && !(await this.chainExists(table, chain))) {
+      throw new KproxyError('KP_ERR_IPTABLES_CHAIN', `cannot create chain ${table}/${chain}: ${r.stderr.trim()}`);
     }
   }
 

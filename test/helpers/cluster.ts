@@ -107,3 +107,47 @@ export async function buildCluster(prefix: string): Promise<Cluster> {
     throw err;
   }
 }
+
+export const WEB = '198.18.100.10';
+export const DNS = '198.18.100.11';
+export const STICKY = '198.18.100.12';
+export const EMPTY = '198.18.100.13';
+export const LB_IP = '198.18.101.1';
+
+function endpoints(pods: readonly PodName[]): string {
+  return pods.map((p) => `- addresses: ["${POD_IPS[p]}"]\n  nodeName: ${p === 'pod-c' ? 'node2' : 'node1'}`).join('\n');
+}
+
+function service(name: string, spec: string, pods: readonly PodName[], port: { name: string; protocol: string; port: number }): string {
+  return `apiVersion: v1
+kind: Service
+metadata: {name: ${name}, namespace: kt}
+spec:
+${spec}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: ${name}-1
+  namespace: kt
+  labels: {kubernetes.io/service-name: ${name}}
+addressType: IPv4
+ports: [{name: ${port.name}, protocol: ${port.protocol}, port: ${port.port}}]
+${pods.length > 0 ? `endpoints:\n${endpoints(pods)}` : 'endpoints: []'}
+`;
+}
+
+/** The scenario table's Services: web (NodePort), local (ETP Local), lb (source ranges), sticky, empty, dns (UDP). */
+export function scenarioManifest(webPods: readonly PodName[], dnsPods: readonly PodName[]): string {
+  const http = { name: 'http', protocol: 'TCP', port: 8080 };
+  return [
+    service('web', `  type: NodePort\n  clusterIP: ${WEB}\n  ports: [{name: http, port: 80, targetPort: 8080, nodePort: 30080}]`, webPods, http),
+    service('local', `  type: NodePort\n  clusterIP: 198.18.100.14\n  externalTrafficPolicy: Local\n  ports: [{name: http, port: 80, targetPort: 8080, nodePort: 30081}]`, ['pod-a', 'pod-c'], http),
+    service('lb', `  type: LoadBalancer\n  clusterIP: 198.18.100.15\n  loadBalancerSourceRanges: ["${CLIENT_IP}/32"]\n  ports: [{name: http, port: 80, targetPort: 8080, nodePort: 30082}]`, ['pod-a', 'pod-b'], http)
+      .replace('---\napiVersion: discovery', `status:\n  loadBalancer:\n    ingress: [{ip: ${LB_IP}}]\n---\napiVersion: discovery`),
+    service('sticky', `  clusterIP: ${STICKY}\n  sessionAffinity: ClientIP\n  ports: [{name: http, port: 80, targetPort: 8080}]`, ['pod-a', 'pod-b', 'pod-c'], http),
+    service('empty', `  clusterIP: ${EMPTY}\n  ports: [{name: http, port: 80, targetPort: 8080}]`, [], http),
+    service('dns', `  clusterIP: ${DNS}\n  ports: [{name: dns, protocol: UDP, port: 53, targetPort: 5353}]`, dnsPods, { name: 'dns', protocol: 'UDP', port: 5353 }),
+  ].join('---\n');
+}
+

@@ -1,0 +1,167 @@
+/**
+ * iptables mode: render the snapshot into upstream's nat and filter rules and apply them with
+ * one atomic `iptables-restore --noflush --counters` per sync. Partial syncs rewrite only the
+ * chains of service ports that changed; full syncs also (re)install the jumps from the
+ * built-in chains and delete stale KUBE-* chains left by anyone (an earlier kproxy, a crash).
+ * A failed restore leaves the kernel as it was (iptables-restore commits each table
+ * atomically); the proxier retries with a full sync.
+ */
+import { errorMessage } from '../../core/errors.js';
+import type { Snapshot } from '../../core/snapshot.js';
+import type { Logger } from '../../observability/log.js';
+import type { ProxyMetrics } from '../../observability/metrics.js';
+import type { Conntrack } from '../../platform/conntrack.js';
+import type { Iptables } from '../../platform/iptables.js';
+import type { Backend } from '../backend.js';
+import type { IptablesModel, IptablesRenderOptions, TableName } from './model.js';
+import { isServiceChainName } from './names.js';
+import { CANARY_CHAIN, CANARY_TABLES, JUMP_RULES, TOP_LEVEL_CHAINS, jumpRulesFor, renderIptables, type JumpRule } from './render.js';
+import { serializeFull, serializePartial } from './serialize.js';
+
+export interface IptablesBackendOptions {
+  readonly iptables: Iptables;
+  readonly conntrack: Conntrack;
+  readonly log: Logger;
+  readonly metrics: ProxyMetrics;
+  readonly render: IptablesRenderOptions;
+}
+
+/** Per-service chain prefixes kproxy owns; stale ones are deleted on full syncs. */
+const OWNED_PREFIXES = ['KUBE-SVC-', 'KUBE-SVL-', 'KUBE-EXT-', 'KUBE-FW-', 'KUBE-SEP-'];
+
+export class IptablesBackend implements Backend {
+  readonly mode = 'iptables' as const;
+  /** The model the kernel holds (last successful restore); undefined before the first. */
+  private applied: IptablesModel | undefined;
+
+  constructor(private readonly opts: IptablesBackendOptions) {}
+
+  /** The exact restore input a full sync of this snapshot writes (for --dry-run). */
+  dryRun(snap: Snapshot): string {
+    return serializeFull(renderIptables(snap, this.opts.render));
+  }
+
+  async sync(snap: Snapshot): Promise<void> {
+    const model = renderIptables(snap, this.opts.render);
+    let full = snap.full || this.applied === undefined;
+    if (!full && !(await this.intact(this.applied ?? model))) {
+      this.opts.log.warn('kproxy rules were flushed or deleted by someone else; resyncing everything');
+      full = true;
+    }
+    let text: string;
+    if (full) {
+      await this.ensureCanaries();
+      text = serializeFull(model, await this.staleChains(model));
+    } else {
+      text = serializePartial(model, { changed: snap.changed, previous: this.applied ?? model });
+    }
+    try {
+      await this.opts.iptables.restore(text, { counters: true });
+    } catch (err) {
+      this.opts.metrics.iptablesRestoreFailures.inc();
+      if (!full) this.opts.metrics.iptablesPartialRestoreFailures.inc();
+      this.applied = undefined; // what the kernel holds is the previous state; force a full sync next
+      throw err;
+    }
+    if (full) await this.ensureJumps(jumpRulesFor(model));
+    for (const [spn, reason] of model.skipped) {
+      if (full || snap.changed.has(spn)) this.opts.log.error('service port skipped: not programmed', { servicePort: spn, reason });
+    }
+    this.opts.metrics.skippedServicePorts.set({ mode: this.mode }, model.skipped.size);
+    this.applied = model;
+    for (const table of ['filter', 'nat'] as const) {
+      this.opts.metrics.iptablesTotal.set({ table }, countRules(model, table));
+      this.opts.metrics.iptablesLast.set({ table }, countWritten(text, table));
+    }
+    await this.cleanConntrack(snap);
+  }
+
+  /** The jumps from built-in chains and the canary chains are still there (no external flush). */
+  private async intact(model: IptablesModel): Promise<boolean> {
+    for (const j of jumpRulesFor(model)) {
+      if (!(await this.opts.iptables.hasRule(j.table, j.chain, j.args))) return false;
+    }
+    for (const table of CANARY_TABLES) {
+      if (!(await this.opts.iptables.chainExists(table, CANARY_CHAIN))) return false;
+    }
+    return true;
+  }
+
+  private async ensureCanaries(): Promise<void> {
+    for (const table of CANARY_TABLES) await this.opts.iptables.ensureChain(table, CANARY_CHAIN);
+  }
+
+  /** Upstream's order: make sure each target chain exists, then the jump (prepended). */
+  private async ensureJumps(jumps: readonly JumpRule[]): Promise<void> {
+    for (const j of jumps) {
+      await this.opts.iptables.ensureChain(j.table, j.target);
+      await this.opts.iptables.ensureRule(j.table, j.chain, j.args, j.position);
+    }
+  }
+
+  /** KUBE-* per-service chains in the kernel that the model does not have. */
+  private async staleChains(model: IptablesModel): Promise<Map<TableName, string[]>> {
+    const out = new Map<TableName, string[]>();
+    for (const table of ['filter', 'nat'] as const) {
+      const dump = await this.opts.iptables.save(table);
+      const have = [...dump.matchAll(/^:(\S+) /gm)].map((m) => m[1] ?? '');
+      const want = model[table].chains;
+      out.set(table, have.filter((c) => OWNED_PREFIXES.some((p) => c.startsWith(p)) && !want.has(c)));
+    }
+    return out;
+  }
+
+  /** Upstream's stale-UDP cleanup: flows DNATed to endpoints that are gone. */
+  private async cleanConntrack(snap: Snapshot): Promise<void> {
+    let deleted = 0;
+    for (const [spn, gone] of snap.removedEndpoints) {
+      const sp = snap.servicePorts.get(spn) ?? snap.removed.get(spn);
+      if (!sp || sp.protocol !== 'UDP') continue;
+      const ips = [sp.clusterIP, ...sp.externalIPs, ...sp.loadBalancerIPs].filter((ip) => ip !== '' && ip !== 'None');
+      for (const ep of gone) {
+        try {
+          for (const ip of ips) deleted += await this.opts.conntrack.clearServiceEndpoint(sp.protocol, ip, ep.ip);
+          if (sp.nodePort > 0) deleted += await this.opts.conntrack.clearNodePortEndpoint(sp.protocol, sp.nodePort, ep.ip);
+        } catch (err) {
+          this.opts.log.error('failed to clear conntrack entries of a removed UDP endpoint', { servicePort: spn, endpoint: ep.key, err: errorMessage(err) });
+        }
+      }
+    }
+    if (deleted > 0) this.opts.metrics.conntrackCleanups.inc(deleted);
+  }
+
+  /** iptables mode keeps its rules on exit (as upstream: traffic keeps flowing across restarts). */
+  close(): Promise<void> {
+    return Promise.resolve();
+  }
+}
+
+function countRules(model: IptablesModel, table: TableName): number {
+  let n = 0;
+  for (const rules of model[table].chains.values()) n += rules.length;
+  return n;
+}
+
+function countWritten(text: string, table: TableName): number {
+  const start = text.indexOf(`*${table}\n`);
+  if (start < 0) return 0;
+  const end = text.indexOf('\nCOMMIT', start);
+  return text.slice(start, end).split('\n').filter((l) => l.startsWith('-A ')).length;
+}
+
+/**
+ * `--cleanup` for iptables mode (upstream's CleanupLeftovers): the jumps from the built-in
+ * chains, then every KUBE-* chain iptables mode owns, and the canaries. Nothing else.
+ */
+export async function removeIptablesRules(iptables: Iptables): Promise<string[]> {
+  for (const j of JUMP_RULES) await iptables.deleteRule(j.table, j.chain, j.args);
+  const removed: string[] = [];
+  for (const table of ['filter', 'nat'] as const) {
+    const dump = await iptables.save(table);
+    const owned = [...dump.matchAll(/^:(\S+) /gm)].map((m) => m[1] ?? '')
+      .filter((c) => (TOP_LEVEL_CHAINS[table] as readonly string[]).includes(c) || isServiceChainName(c) || c === CANARY_CHAIN);
+    removed.push(...(await iptables.deleteChains(table, owned)).map((c) => `${table}/${c}`));
+  }
+  removed.push(...(await iptables.deleteChains('mangle', [CANARY_CHAIN])).map((c) => `mangle/${c}`));
+  return removed;
+}

@@ -1,0 +1,505 @@
+/**
+ * Renders a snapshot into the filter and nat rules upstream kube-proxy's iptables proxier
+ * (pkg/proxy/iptables/proxier.go, syncProxyRules) writes: same chains, same rules, same
+ * comments, same order within each chain. Pure: no node: imports, no clock, no randomness.
+ *
+ * Where upstream's order is not defined (it walks a Go map of service ports), service ports
+ * are taken in ServicePortName order, so the output is deterministic.
+ */
+import type { Endpoint } from '../../core/endpoints.js';
+import type { ServicePortName } from '../../core/ids.js';
+import type { ServicePort } from '../../core/service-port.js';
+import type { Snapshot } from '../../core/snapshot.js';
+import { usable } from '../../core/traffic-policy.js';
+import { canonicalCIDR, canonicalIP } from './addr.js';
+import type { IptablesModel, IptablesRenderOptions, ServiceChains, TableName } from './model.js';
+import {
+  KUBE_EXTERNAL_SERVICES, KUBE_FIREWALL, KUBE_FORWARD, KUBE_MARK_MASQ, KUBE_NODEPORTS, KUBE_POSTROUTING,
+  KUBE_PROXY_CANARY, KUBE_PROXY_FIREWALL, KUBE_SERVICES, LARGE_CLUSTER_ENDPOINTS_THRESHOLD,
+  endpointChainName, masqueradeMark, probability, serviceChainNames,
+} from './names.js';
+
+export type BuiltinChain = 'PREROUTING' | 'INPUT' | 'FORWARD' | 'OUTPUT' | 'POSTROUTING';
+
+/**
+ * A jump from a built-in chain into one of ours. Upstream installs these outside the restore
+ * (EnsureChain on the target, then EnsureRule prepend) on every full sync, in list order.
+ */
+export interface JumpRule {
+  readonly table: TableName;
+  /** The built-in chain the rule goes in. */
+  readonly chain: BuiltinChain;
+  /** Our chain it jumps to. */
+  readonly target: string;
+  /** '' for none. */
+  readonly comment: string;
+  /** Matches before the comment (e.g. conntrack NEW). */
+  readonly extraArgs: readonly string[];
+  readonly position: 'prepend';
+  /** The iptables arguments after `-I <chain>`: extraArgs, the comment, `-j target` (argv, unquoted). */
+  readonly args: readonly string[];
+}
+
+function jump(table: TableName, chain: BuiltinChain, target: string, comment: string, extraArgs: readonly string[]): JumpRule {
+  const args = [...extraArgs, ...(comment === '' ? [] : ['-m', 'comment', '--comment', comment]), '-j', target];
+  return Object.freeze({ table, chain, target, comment, extraArgs: Object.freeze([...extraArgs]), position: 'prepend' as const, args: Object.freeze(args) });
+}
+
+const CT_NEW = ['-m', 'conntrack', '--ctstate', 'NEW'] as const;
+
+/** Upstream's iptablesJumpChains, in its order. */
+export const JUMP_RULES: readonly JumpRule[] = Object.freeze([
+  jump('filter', 'INPUT', KUBE_EXTERNAL_SERVICES, 'kubernetes externally-visible service portals', CT_NEW),
+  jump('filter', 'FORWARD', KUBE_EXTERNAL_SERVICES, 'kubernetes externally-visible service portals', CT_NEW),
+  jump('filter', 'INPUT', KUBE_NODEPORTS, 'kubernetes health check service ports', []),
+  jump('filter', 'FORWARD', KUBE_SERVICES, 'kubernetes service portals', CT_NEW),
+  jump('filter', 'OUTPUT', KUBE_SERVICES, 'kubernetes service portals', CT_NEW),
+  jump('filter', 'FORWARD', KUBE_FORWARD, 'kubernetes forwarding rules', []),
+  jump('filter', 'INPUT', KUBE_PROXY_FIREWALL, 'kubernetes load balancer firewall', CT_NEW),
+  jump('filter', 'OUTPUT', KUBE_PROXY_FIREWALL, 'kubernetes load balancer firewall', CT_NEW),
+  jump('filter', 'FORWARD', KUBE_PROXY_FIREWALL, 'kubernetes load balancer firewall', CT_NEW),
+  jump('nat', 'OUTPUT', KUBE_SERVICES, 'kubernetes service portals', []),
+  jump('nat', 'PREROUTING', KUBE_SERVICES, 'kubernetes service portals', []),
+  jump('nat', 'POSTROUTING', KUBE_POSTROUTING, 'kubernetes postrouting rules', []),
+]);
+
+/**
+ * Upstream's iptablesKubeletJumpChains: jumps into kubelet's KUBE-FIREWALL (no comment).
+ * Upstream installs them always; kproxy only when it writes KUBE-FIREWALL itself (localhost
+ * NodePorts on), see jumpRulesFor. Upstream never removes them on cleanup.
+ */
+export const KUBELET_JUMP_RULES: readonly JumpRule[] = Object.freeze([
+  jump('filter', 'INPUT', KUBE_FIREWALL, '', []),
+  jump('filter', 'OUTPUT', KUBE_FIREWALL, '', []),
+]);
+
+/** The jumps a full sync of this model must ensure (after the restore, which creates their targets). */
+export function jumpRulesFor(model: IptablesModel): readonly JumpRule[] {
+  return model.filter.chains.has(KUBE_FIREWALL) ? [...JUMP_RULES, ...KUBELET_JUMP_RULES] : JUMP_RULES;
+}
+
+/**
+ * Upstream's flush detector (utiliptables Monitor): an empty KUBE-PROXY-CANARY chain in the
+ * mangle, nat and filter tables, created outside the restore. Upstream polls only the first
+ * table (mangle) every sync period; once it is gone it waits (up to 5 s) for the nat and filter
+ * canaries to be gone too, then forces a full sync and recreates all three.
+ * (KUBE-KUBELET-CANARY is kubelet's own canary; kube-proxy does not use it.)
+ */
+export const CANARY_CHAIN = KUBE_PROXY_CANARY;
+export const CANARY_TABLES = ['mangle', 'nat', 'filter'] as const;
+
+/** The top-level chains each table's restore declares, in upstream's order. */
+export const TOP_LEVEL_CHAINS: { readonly filter: readonly string[]; readonly nat: readonly string[] } = Object.freeze({
+  filter: Object.freeze([KUBE_SERVICES, KUBE_EXTERNAL_SERVICES, KUBE_FORWARD, KUBE_NODEPORTS, KUBE_PROXY_FIREWALL]),
+  nat: Object.freeze([KUBE_SERVICES, KUBE_NODEPORTS, KUBE_POSTROUTING, KUBE_MARK_MASQ]),
+});
+
+/** Builds one table: chains in declaration order (a Map keeps insertion order), rules appended per chain. */
+class TableBuilder {
+  private readonly rules = new Map<string, string[]>();
+
+  constructor(private readonly table: TableName) {}
+
+  declare(chain: string): void {
+    if (this.rules.has(chain)) throw new Error(`iptables render: chain ${this.table}/${chain} declared twice`);
+    this.rules.set(chain, []);
+  }
+
+  add(chain: string, ...parts: readonly (string | readonly string[])[]): void {
+    const list = this.rules.get(chain);
+    if (!list) throw new Error(`iptables render: rule for undeclared chain ${this.table}/${chain}`);
+    let line = '-A ' + chain;
+    for (const p of parts) {
+      if (typeof p === 'string') line += ' ' + p;
+      else for (const x of p) line += ' ' + x;
+    }
+    list.push(line);
+  }
+
+  /** The builder must not be used afterwards: the model takes its map (typed read-only). */
+  build(): ReadonlyMap<string, readonly string[]> {
+    return this.rules;
+  }
+}
+
+/** A service port after upstream's per-family filtering, with canonical addresses. */
+interface PortView {
+  readonly sp: ServicePort;
+  readonly clusterIP: string;
+  readonly externalIPs: readonly string[];
+  readonly loadBalancerIPs: readonly string[];
+  readonly sourceRanges: readonly { readonly cidr: string; contains(ip: string): boolean }[];
+  readonly endpoints: readonly Endpoint[];
+}
+
+/**
+ * The port as this family's proxier sees it; undefined when it belongs to no proxier of this
+ * family (no cluster IP, or one of the other family: upstream ignores those silently); a
+ * string (the reason) when it is invalid.
+ */
+function viewOf(sp: ServicePort, eps: readonly Endpoint[], family: 'IPv4' | 'IPv6'): PortView | string | undefined {
+  if (sp.clusterIP === '' || sp.clusterIP === 'None') return undefined;
+  const cip = canonicalIP(sp.clusterIP);
+  if (!cip) return `invalid cluster IP ${JSON.stringify(sp.clusterIP)}`;
+  if (cip.family !== family) return undefined;
+  if (!validPort(sp.port)) return `invalid port ${sp.port}`;
+  if (sp.nodePort !== 0 && !validPort(sp.nodePort)) return `invalid node port ${sp.nodePort}`;
+  if (sp.healthCheckNodePort !== 0 && !validPort(sp.healthCheckNodePort)) return `invalid health check node port ${sp.healthCheckNodePort}`;
+  const ips = (list: readonly string[]): string[] => {
+    const out: string[] = [];
+    for (const t of list) {
+      const c = canonicalIP(t);
+      if (c && c.family === family && !out.includes(c.ip)) out.push(c.ip);
+    }
+    return out;
+  };
+  const sourceRanges: { cidr: string; contains(ip: string): boolean }[] = [];
+  for (const t of sp.loadBalancerSourceRanges) {
+    const c = canonicalCIDR(t);
+    if (c && c.family === family) sourceRanges.push(c);
+  }
+  // The snapshot already keeps only slices of the service's address family; this guards the port and family.
+  const endpoints = eps.filter((e) => validPort(e.port) && e.ip.includes(':') === (family === 'IPv6'));
+  return { sp, clusterIP: cip.ip, externalIPs: ips(sp.externalIPs), loadBalancerIPs: ips(sp.loadBalancerIPs), sourceRanges, endpoints };
+}
+
+function validPort(p: number): boolean {
+  return Number.isInteger(p) && p >= 1 && p <= 65535;
+}
+
+function compareNames(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+/** `"text"`: upstream quotes comments that contain spaces, and writes one-word comments bare. */
+function q(text: string): string {
+  return `"${text}"`;
+}
+
+export function renderIptables(snap: Snapshot, options: IptablesRenderOptions): IptablesModel {
+  const family = options.family;
+  const isIPv6 = family === 'IPv6';
+  const mark = masqueradeMark(options.masqueradeBit);
+  const randomFully = options.randomFully ?? true;
+  const nfacct = options.nfacct ?? false;
+
+  // --nodeport-addresses, as upstream's NodePortAddresses: only this family's CIDRs; none (or a
+  // zero CIDR) means "all local addresses".
+  const npCIDRs = options.nodePortAddresses
+    .map((t) => canonicalCIDR(t))
+    .filter((c): c is NonNullable<typeof c> => c !== undefined && c.family === family);
+  const matchAll = npCIDRs.length === 0 || npCIDRs.some((c) => c.cidr.endsWith('/0'));
+  const containsIPv4Loopback = family === 'IPv4' && (matchAll || npCIDRs.some((c) => c.contains('127.0.0.0') || c.cidr.startsWith('127.')));
+  const localhostNodePorts = options.localhostNodePorts && family === 'IPv4' && containsIPv4Loopback;
+
+  // Local-traffic detection by cluster CIDR (upstream's DetectLocalByCIDR); none → no-op detector.
+  const localCIDR = options.clusterCIDRs.map((t) => canonicalCIDR(t)).find((c) => c !== undefined && c.family === family);
+  const ifLocal = localCIDR ? ['-s', localCIDR.cidr] : undefined;
+  const ifNotLocal = localCIDR ? ['!', '-s', localCIDR.cidr] : undefined;
+
+  const primaryNodeIP = options.primaryNodeIP ?? options.nodeIPs.find((ip) => {
+    const c = canonicalIP(ip);
+    return c !== undefined && c.family === family && !c.ip.startsWith('127.') && c.ip !== '::1';
+  });
+
+  const filter = new TableBuilder('filter');
+  const nat = new TableBuilder('nat');
+  for (const c of TOP_LEVEL_CHAINS.filter) filter.declare(c);
+  for (const c of TOP_LEVEL_CHAINS.nat) nat.declare(c);
+
+  nat.add(KUBE_POSTROUTING, '-m', 'mark', '!', '--mark', `${mark}/${mark}`, '-j', 'RETURN');
+  // Clear the mark so a packet that traverses the stack again is not masqueraded twice.
+  nat.add(KUBE_POSTROUTING, '-j', 'MARK', '--xor-mark', mark);
+  nat.add(KUBE_POSTROUTING, '-m', 'comment', '--comment', q('kubernetes service traffic requiring SNAT'), '-j', 'MASQUERADE', ...(randomFully ? ['--random-fully'] : []));
+  nat.add(KUBE_MARK_MASQ, '-j', 'MARK', '--or-mark', mark);
+
+  if (localhostNodePorts) {
+    // route_localnet opens 127.0.0.0/8 to the outside (issue 90259); this closes it again.
+    filter.declare(KUBE_FIREWALL);
+    filter.add(KUBE_FIREWALL, '-m', 'comment', '--comment', q('block incoming localnet connections'),
+      '-d', '127.0.0.0/8', '!', '-s', '127.0.0.0/8', '-m', 'conntrack', '!', '--ctstate', 'RELATED,ESTABLISHED,DNAT', '-j', 'DROP');
+  }
+
+  // The service ports this family programs, in a fixed order.
+  const skipped = new Map<ServicePortName, string>();
+  const views: PortView[] = [];
+  for (const name of [...snap.servicePorts.keys()].sort(compareNames)) {
+    const sp = snap.servicePorts.get(name);
+    if (!sp) continue;
+    const v = viewOf(sp, snap.endpoints.get(name) ?? [], family);
+    if (typeof v === 'string') skipped.set(name, v);
+    else if (v !== undefined) views.push(v);
+  }
+
+  let totalEndpoints = 0;
+  for (const v of views) totalEndpoints += v.endpoints.length;
+  const largeClusterMode = totalEndpoints > LARGE_CLUSTER_ENDPOINTS_THRESHOLD;
+  /** Per-endpoint comments, left out in large clusters (they make up 40%+ of the ruleset). */
+  const comment = (text: string): string[] => (largeClusterMode ? [] : ['-m', 'comment', '--comment', text]);
+
+  const serviceChains = new Map<ServicePortName, ServiceChains>();
+  let noLocalInternal = 0;
+  let noLocalExternal = 0;
+
+  for (const v of views) {
+    const { sp } = v;
+    const name: string = sp.name;
+    const proto = sp.protocol.toLowerCase();
+    const port = String(sp.port);
+    const chains = serviceChainNames(name, proto);
+    const owned: string[] = [];
+
+    const externallyAccessible = sp.nodePort !== 0 || v.loadBalancerIPs.length > 0 || v.externalIPs.length > 0;
+    const usesClusterEndpoints = !sp.internalPolicyLocal || externallyAccessible;
+    const usesLocalEndpoints = sp.internalPolicyLocal || (sp.externalPolicyLocal && externallyAccessible);
+    const isLocal = (e: Endpoint): boolean => (options.nodeName !== '' ? e.nodeName === options.nodeName : e.isLocal);
+
+    // Upstream's CategorizeEndpoints (no topology): ready endpoints, else serving+terminating ones.
+    const clusterEndpoints = usesClusterEndpoints ? usable(v.endpoints) : [];
+    const localEndpoints = usesLocalEndpoints ? usable(v.endpoints.filter(isLocal)) : [];
+    const hasEndpoints = v.endpoints.some((e) => e.ready || (e.serving && e.terminating));
+    let reachable: readonly Endpoint[];
+    if (!usesLocalEndpoints) reachable = clusterEndpoints;
+    else if (!usesClusterEndpoints) reachable = localEndpoints;
+    else if (localEndpoints.every((e) => e.ready)) reachable = clusterEndpoints;
+    else reachable = [...clusterEndpoints, ...localEndpoints.filter((l) => !clusterEndpoints.some((c) => c.key === l.key))];
+
+    const clusterPolicyChain = chains.cluster;
+    const usesClusterPolicyChain = clusterEndpoints.length > 0 && usesClusterEndpoints;
+    const localPolicyChain = chains.local;
+    const usesLocalPolicyChain = localEndpoints.length > 0 && usesLocalEndpoints;
+
+    let internalPolicyChain = clusterPolicyChain;
+    let hasInternalEndpoints = hasEndpoints;
+    if (sp.internalPolicyLocal) {
+      internalPolicyChain = localPolicyChain;
+      if (localEndpoints.length === 0) hasInternalEndpoints = false;
+    }
+    const internalTrafficChain = internalPolicyChain;
+
+    let externalPolicyChain = clusterPolicyChain;
+    let hasExternalEndpoints = hasEndpoints;
+    if (sp.externalPolicyLocal) {
+      externalPolicyChain = localPolicyChain;
+      if (localEndpoints.length === 0) hasExternalEndpoints = false;
+    }
+    const externalTrafficChain = chains.external;
+    // Built even with no externally usable endpoint: the short-circuit rules for local traffic.
+    const usesExternalTrafficChain = hasEndpoints && externallyAccessible;
+
+    const fwChain = chains.firewall;
+    const usesFWChain = hasEndpoints && v.loadBalancerIPs.length > 0 && v.sourceRanges.length > 0;
+    const loadBalancerTrafficChain = usesFWChain ? fwChain : externalTrafficChain;
+
+    let internalFilterTarget = '';
+    let internalFilterComment = '';
+    let externalFilterTarget = '';
+    let externalFilterComment = '';
+    if (!hasEndpoints) {
+      // No usable endpoint anywhere: no nat chains at all, only REJECTs in filter.
+      internalFilterTarget = 'REJECT';
+      internalFilterComment = q(`${name} has no endpoints`);
+      externalFilterTarget = 'REJECT';
+      externalFilterComment = internalFilterComment;
+    } else {
+      if (!hasInternalEndpoints) {
+        internalFilterTarget = 'DROP';
+        internalFilterComment = q(`${name} has no local endpoints`);
+        noLocalInternal++;
+      }
+      if (!hasExternalEndpoints) {
+        externalFilterTarget = 'DROP';
+        externalFilterComment = q(`${name} has no local endpoints`);
+        noLocalExternal++;
+      }
+    }
+
+    const protoMatch = ['-m', proto, '-p', proto];
+
+    // Cluster IP.
+    if (hasInternalEndpoints) {
+      nat.add(KUBE_SERVICES, '-m', 'comment', '--comment', q(`${name} cluster IP`), protoMatch, '-d', v.clusterIP, '--dport', port, '-j', internalTrafficChain);
+    } else {
+      filter.add(KUBE_SERVICES, '-m', 'comment', '--comment', internalFilterComment, protoMatch, '-d', v.clusterIP, '--dport', port, '-j', internalFilterTarget);
+    }
+
+    // External IPs.
+    for (const ip of v.externalIPs) {
+      if (hasEndpoints) {
+        nat.add(KUBE_SERVICES, '-m', 'comment', '--comment', q(`${name} external IP`), protoMatch, '-d', ip, '--dport', port, '-j', externalTrafficChain);
+      }
+      if (!hasExternalEndpoints) {
+        filter.add(KUBE_EXTERNAL_SERVICES, '-m', 'comment', '--comment', externalFilterComment, protoMatch, '-d', ip, '--dport', port, '-j', externalFilterTarget);
+      }
+    }
+
+    // Load-balancer ingress IPs.
+    for (const ip of v.loadBalancerIPs) {
+      if (hasEndpoints) {
+        nat.add(KUBE_SERVICES, '-m', 'comment', '--comment', q(`${name} loadbalancer IP`), protoMatch, '-d', ip, '--dport', port, '-j', loadBalancerTrafficChain);
+      }
+      if (usesFWChain) {
+        filter.add(KUBE_PROXY_FIREWALL, '-m', 'comment', '--comment', q(`${name} traffic not accepted by ${fwChain}`), protoMatch, '-d', ip, '--dport', port, '-j', 'DROP');
+      }
+    }
+    if (!hasExternalEndpoints) {
+      for (const ip of v.loadBalancerIPs) {
+        filter.add(KUBE_EXTERNAL_SERVICES, '-m', 'comment', '--comment', externalFilterComment, protoMatch, '-d', ip, '--dport', port, '-j', externalFilterTarget);
+      }
+    }
+
+    // Node ports (not subject to loadBalancerSourceRanges, as upstream).
+    if (sp.nodePort !== 0) {
+      const nodePort = String(sp.nodePort);
+      if (hasEndpoints) {
+        if (localhostNodePorts && nfacct) {
+          // Only counts localhost NodePort traffic; the next rule matches it too.
+          nat.add(KUBE_NODEPORTS, '-m', 'comment', '--comment', name, protoMatch, '-d', '127.0.0.0/8', '--dport', nodePort,
+            '-m', 'nfacct', '--nfacct-name', 'localhost_nps_accepted_pkts', '-j', externalTrafficChain);
+        }
+        nat.add(KUBE_NODEPORTS, '-m', 'comment', '--comment', name, protoMatch, '--dport', nodePort, '-j', externalTrafficChain);
+      }
+      if (!hasExternalEndpoints) {
+        filter.add(KUBE_EXTERNAL_SERVICES, '-m', 'comment', '--comment', externalFilterComment, '-m', 'addrtype', '--dst-type', 'LOCAL',
+          protoMatch, '--dport', nodePort, '-j', externalFilterTarget);
+      }
+    }
+
+    // Health check node port: accepted whether or not this node has local endpoints.
+    if (sp.healthCheckNodePort !== 0) {
+      filter.add(KUBE_NODEPORTS, '-m', 'comment', '--comment', q(`${name} health check node port`), '-m', 'tcp', '-p', 'tcp',
+        '--dport', String(sp.healthCheckNodePort), '-j', 'ACCEPT');
+    }
+
+    // Per-service chains, in upstream's declaration order: EXT, FW, SVC, SVL, SEPs.
+    if (usesExternalTrafficChain) {
+      nat.declare(externalTrafficChain);
+      owned.push(externalTrafficChain);
+    }
+    if (usesFWChain) {
+      nat.declare(fwChain);
+      owned.push(fwChain);
+    }
+    if (usesClusterPolicyChain) {
+      nat.declare(clusterPolicyChain);
+      owned.push(clusterPolicyChain);
+    }
+    if (usesLocalPolicyChain) {
+      nat.declare(localPolicyChain);
+      owned.push(localPolicyChain);
+    }
+    const sepNames = new Map<string, string>();
+    for (const e of reachable) {
+      const sep = endpointChainName(name, proto, e.key);
+      sepNames.set(e.key, sep);
+      nat.declare(sep);
+      owned.push(sep);
+    }
+
+    // Internal traffic: masquerade what does not come from a pod (or everything with --masquerade-all).
+    if (hasInternalEndpoints) {
+      const args = ['-m', 'comment', '--comment', q(`${name} cluster IP`), ...protoMatch, '-d', v.clusterIP, '--dport', port];
+      if (options.masqueradeAll) nat.add(internalTrafficChain, args, '-j', KUBE_MARK_MASQ);
+      else if (ifNotLocal) nat.add(internalTrafficChain, args, ifNotLocal, '-j', KUBE_MARK_MASQ);
+    }
+
+    // External traffic: everything for node ports, external and load-balancer IPs lands here.
+    if (usesExternalTrafficChain) {
+      if (!sp.externalPolicyLocal) {
+        // Endpoints may be on other nodes: masquerade so replies come back through this node.
+        nat.add(externalTrafficChain, '-m', 'comment', '--comment', q(`masquerade traffic for ${name} external destinations`), '-j', KUBE_MARK_MASQ);
+      } else {
+        if (ifLocal) {
+          // Pods reaching an external destination get Cluster policy (as if via the real LB).
+          nat.add(externalTrafficChain, '-m', 'comment', '--comment', q(`pod traffic for ${name} external destinations`), ifLocal, '-j', clusterPolicyChain);
+        }
+        // The node itself: its source would be the (local) external IP, so masquerade, and use Cluster policy.
+        nat.add(externalTrafficChain, '-m', 'comment', '--comment', q(`masquerade LOCAL traffic for ${name} external destinations`),
+          '-m', 'addrtype', '--src-type', 'LOCAL', '-j', KUBE_MARK_MASQ);
+        nat.add(externalTrafficChain, '-m', 'comment', '--comment', q(`route LOCAL traffic for ${name} external destinations`),
+          '-m', 'addrtype', '--src-type', 'LOCAL', '-j', clusterPolicyChain);
+      }
+      if (hasExternalEndpoints) nat.add(externalTrafficChain, '-j', externalPolicyChain);
+    }
+
+    // loadBalancerSourceRanges.
+    if (usesFWChain) {
+      const args = ['-m', 'comment', '--comment', q(`${name} loadbalancer IP`)];
+      let allowFromNode = false;
+      for (const r of v.sourceRanges) {
+        nat.add(fwChain, args, '-s', r.cidr, '-j', externalTrafficChain);
+        if (primaryNodeIP !== undefined && r.contains(primaryNodeIP)) allowFromNode = true;
+      }
+      // A node reaching a VIP-like LB IP that is local loops back with the LB IP as source.
+      if (allowFromNode) {
+        for (const ip of v.loadBalancerIPs) nat.add(fwChain, args, '-s', ip, '-j', externalTrafficChain);
+      }
+      // Not DNATed: KUBE-PROXY-FIREWALL in filter drops it. This rule only counts.
+      nat.add(fwChain, '-m', 'comment', '--comment', q(`other traffic to ${name} will be dropped by KUBE-PROXY-FIREWALL`));
+    }
+
+    const toEndpoints = (chain: string, eps: readonly Endpoint[]): void => {
+      if (sp.affinityTimeoutSeconds > 0) {
+        for (const e of eps) {
+          const sep = sepNames.get(e.key) ?? endpointChainName(name, proto, e.key);
+          nat.add(chain, comment(q(`${name} -> ${e.key}`)), '-m', 'recent', '--name', sep, '--rcheck', '--seconds', String(sp.affinityTimeoutSeconds), '--reap', '-j', sep);
+        }
+      }
+      const n = eps.length;
+      eps.forEach((e, i) => {
+        const sep = sepNames.get(e.key) ?? endpointChainName(name, proto, e.key);
+        const stat = i < n - 1 ? ['-m', 'statistic', '--mode', 'random', '--probability', probability(n - i)] : [];
+        nat.add(chain, comment(q(`${name} -> ${e.key}`)), stat, '-j', sep);
+      });
+    };
+    if (usesClusterPolicyChain) toEndpoints(clusterPolicyChain, clusterEndpoints);
+    if (usesLocalPolicyChain) toEndpoints(localPolicyChain, localEndpoints);
+
+    for (const e of reachable) {
+      const sep = sepNames.get(e.key) ?? endpointChainName(name, proto, e.key);
+      // Hairpin: a pod reaching itself through the service must be SNATed, or it would answer itself directly.
+      nat.add(sep, comment(name), '-s', e.ip, '-j', KUBE_MARK_MASQ);
+      const affinity = sp.affinityTimeoutSeconds > 0 ? ['-m', 'recent', '--name', sep, '--set'] : [];
+      nat.add(sep, comment(name), affinity, protoMatch, '-j', 'DNAT', '--to-destination', e.key);
+    }
+
+    serviceChains.set(sp.name, Object.freeze({ filter: Object.freeze([]), nat: Object.freeze(owned) }));
+  }
+
+  // The jump to KUBE-NODEPORTS must be the last rule of KUBE-SERVICES.
+  const nodePortsComment = q('kubernetes service nodeports; NOTE: this must be the last rule in this chain');
+  if (matchAll) {
+    const dest = ['-m', 'addrtype', '--dst-type', 'LOCAL'];
+    // Localhost NodePorts never work on IPv6, and on IPv4 only with route_localnet.
+    if (isIPv6) dest.push('!', '-d', '::1/128');
+    else if (!localhostNodePorts) dest.push('!', '-d', '127.0.0.0/8');
+    nat.add(KUBE_SERVICES, '-m', 'comment', '--comment', nodePortsComment, dest, '-j', KUBE_NODEPORTS);
+  } else {
+    const seen = new Set<string>();
+    for (const text of options.nodeIPs) {
+      const c = canonicalIP(text);
+      if (!c || c.family !== family || seen.has(c.ip)) continue;
+      seen.add(c.ip);
+      const loopback = c.family === 'IPv4' ? c.ip.startsWith('127.') : c.ip === '::1';
+      if (loopback && (isIPv6 || !localhostNodePorts)) continue;
+      nat.add(KUBE_SERVICES, '-m', 'comment', '--comment', nodePortsComment, '-d', c.ip, '-j', KUBE_NODEPORTS);
+    }
+  }
+
+  // INVALID packets would otherwise reset connections (upstream issues 74839, 117924).
+  if (!(options.conntrackTCPLiberal ?? false)) {
+    filter.add(KUBE_FORWARD, '-m', 'conntrack', '--ctstate', 'INVALID', ...(nfacct ? ['-m', 'nfacct', '--nfacct-name', 'ct_state_invalid_dropped_pkts'] : []), '-j', 'DROP');
+  }
+  // Marked traffic is forwarded even when FORWARD's policy is not ACCEPT.
+  filter.add(KUBE_FORWARD, '-m', 'comment', '--comment', q('kubernetes forwarding rules'), '-m', 'mark', '--mark', `${mark}/${mark}`, '-j', 'ACCEPT');
+  filter.add(KUBE_FORWARD, '-m', 'comment', '--comment', q('kubernetes forwarding conntrack rule'), '-m', 'conntrack', '--ctstate', 'RELATED,ESTABLISHED', '-j', 'ACCEPT');
+
+  return Object.freeze({
+    filter: Object.freeze({ chains: filter.build() }),
+    nat: Object.freeze({ chains: nat.build() }),
+    serviceChains,
+    skipped,
+    largeClusterMode,
+    noLocalEndpoints: Object.freeze({ internal: noLocalInternal, external: noLocalExternal }),
+  });
+}

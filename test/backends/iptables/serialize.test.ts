@@ -1,0 +1,120 @@
+/**
+ * Full and partial iptables-restore input. Partial syncs follow upstream: top-level chains
+ * always, per-service chains only for changed service ports, stale per-service chains
+ * declared (flushed) and then deleted with -X.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { namespacedName, servicePortName } from '../../../src/core/ids.js';
+import { SnapshotBuilder } from '../../../src/core/snapshot.js';
+import type { IptablesModel } from '../../../src/backends/iptables/model.js';
+import { renderIptables } from '../../../src/backends/iptables/render.js';
+import { changedPorts, serializeFull, serializePartial } from '../../../src/backends/iptables/serialize.js';
+import { assertGolden } from '../../helpers/golden.js';
+import { ep, slice, svc } from '../../helpers/objects.js';
+import { OPTS, port } from './fixture.js';
+
+const SVC1 = svc('ns1', 'svc1', { clusterIP: '172.30.0.41', ports: [port('p80', 80)] });
+const SVC2 = svc('ns2', 'svc2', { clusterIP: '172.30.0.42', ports: [port('p8080', 8080)] });
+const EPS1 = slice('ns1', 'svc1-1', 'svc1', [ep('10.0.1.1')], { portName: 'p80', port: 80 });
+const EPS2 = slice('ns2', 'svc2-1', 'svc2', [ep('10.0.2.1')], { portName: 'p8080', port: 8080 });
+
+function start(): { b: SnapshotBuilder; model: IptablesModel } {
+  const b = new SnapshotBuilder('test-node');
+  for (const object of [SVC1, SVC2]) b.handle({ kind: 'Service', type: 'add', object });
+  for (const object of [EPS1, EPS2]) b.handle({ kind: 'EndpointSlice', type: 'add', object });
+  return { b, model: renderIptables(b.next(), OPTS) };
+}
+
+/** Per table: the chains declared, the chains ruled, and the -X lines. */
+function shape(text: string): Map<string, { declared: string[]; ruled: Set<string>; deleted: string[] }> {
+  const out = new Map<string, { declared: string[]; ruled: Set<string>; deleted: string[] }>();
+  let cur: { declared: string[]; ruled: Set<string>; deleted: string[] } | undefined;
+  for (const line of text.split('\n')) {
+    if (line.startsWith('*')) out.set(line.slice(1), (cur = { declared: [], ruled: new Set(), deleted: [] }));
+    else if (line.startsWith(':')) cur?.declared.push(line.slice(1).split(' ')[0] ?? '');
+    else if (line.startsWith('-A ')) cur?.ruled.add(line.split(' ')[1] ?? '');
+    else if (line.startsWith('-X ')) cur?.deleted.push(line.slice(3));
+  }
+  return out;
+}
+
+test('partial: one endpoint changes, only that service port\'s chains are rewritten and its old SEP deleted', () => {
+  const { b, model: before } = start();
+  const moved = slice('ns1', 'svc1-1', 'svc1', [ep('10.0.1.2')], { portName: 'p80', port: 80 });
+  b.handle({ kind: 'EndpointSlice', type: 'update', previous: EPS1, object: moved });
+  const snap = b.next();
+  assert.deepEqual([...snap.changed], ['ns1/svc1:p80']);
+  const after = renderIptables(snap, OPTS);
+  const text = serializePartial(after, { changed: snap.changed, previous: before });
+  assertGolden('iptables/partial-endpoint-change.txt', text);
+
+  const nat = shape(text).get('nat');
+  assert.ok(nat);
+  const oldSep = before.serviceChains.get(servicePortName(namespacedName('ns1', 'svc1'), 'p80'))?.nat.find((c) => c.startsWith('KUBE-SEP-'));
+  const newSep = after.serviceChains.get(servicePortName(namespacedName('ns1', 'svc1'), 'p80'))?.nat.find((c) => c.startsWith('KUBE-SEP-'));
+  assert.ok(oldSep && newSep && oldSep !== newSep);
+  assert.deepEqual(nat.declared, ['KUBE-SERVICES', 'KUBE-NODEPORTS', 'KUBE-POSTROUTING', 'KUBE-MARK-MASQ', 'KUBE-SVC-XPGD46QRK7WJZT7O', newSep, oldSep]);
+  assert.deepEqual(nat.deleted, [oldSep]);
+  // svc2's chains are neither declared (which would flush them) nor written...
+  assert.ok(!text.includes(':KUBE-SVC-2VJB64SDSIJUP5T6'));
+  assert.ok(!text.includes('-A KUBE-SVC-2VJB64SDSIJUP5T6'));
+  // ...but KUBE-SERVICES, rewritten whole, still jumps to it.
+  assert.match(text, /-A KUBE-SERVICES -m comment --comment "ns2\/svc2:p8080 cluster IP" -m tcp -p tcp -d 172\.30\.0\.42 --dport 8080 -j KUBE-SVC-2VJB64SDSIJUP5T6/);
+  // filter has no per-service chains: always written whole.
+  assert.deepEqual(shape(text).get('filter')?.declared, ['KUBE-SERVICES', 'KUBE-EXTERNAL-SERVICES', 'KUBE-FORWARD', 'KUBE-NODEPORTS', 'KUBE-PROXY-FIREWALL']);
+});
+
+test('partial: a deleted service\'s chains are flushed and deleted; one losing its endpoints gets a REJECT', () => {
+  const { b, model: before } = start();
+  b.handle({ kind: 'Service', type: 'delete', object: SVC2 });
+  b.handle({ kind: 'EndpointSlice', type: 'delete', object: EPS1 });
+  const snap = b.next();
+  const after = renderIptables(snap, OPTS);
+  const text = serializePartial(after, { changed: snap.changed, previous: before });
+  assertGolden('iptables/partial-delete.txt', text);
+  const nat = shape(text).get('nat');
+  assert.deepEqual(nat?.deleted.sort(), [...(before.serviceChains.get(servicePortName(namespacedName('ns1', 'svc1'), 'p80'))?.nat ?? []), ...(before.serviceChains.get(servicePortName(namespacedName('ns2', 'svc2'), 'p8080'))?.nat ?? [])].sort());
+  assert.match(text, /-A KUBE-SERVICES -m comment --comment "ns1\/svc1:p80 has no endpoints" .* -j REJECT/);
+});
+
+test('partial: nothing changed → only the top-level chains', () => {
+  const { model } = start();
+  const text = serializePartial(model, { changed: new Set(), previous: model });
+  assert.deepEqual(shape(text).get('nat')?.declared, ['KUBE-SERVICES', 'KUBE-NODEPORTS', 'KUBE-POSTROUTING', 'KUBE-MARK-MASQ']);
+  assert.doesNotMatch(text, /-X /);
+});
+
+test('partial: ports missing from the change set are rewritten when their chain names changed or large-cluster mode flipped', () => {
+  const { b, model: before } = start();
+  const after = renderIptables(b.next(true), { ...OPTS, masqueradeAll: true });
+  assert.equal(changedPorts(after, { changed: new Set(), previous: before }).size, 0, "rule texts are not compared");
+  const big = { ...after, largeClusterMode: true };
+  assert.equal(changedPorts(big, { changed: new Set(), previous: before }).size, 2, "large-cluster mode flip rewrites all");
+  // An endpoint change the caller forgot: the new SEP name gives it away.
+  b.handle({ kind: 'EndpointSlice', type: 'update', previous: EPS2, object: slice('ns2', 'svc2-1', 'svc2', [ep('10.0.2.9')], { portName: 'p8080', port: 8080 }) });
+  const moved = renderIptables(b.next(), OPTS);
+  assert.deepEqual([...changedPorts(moved, { changed: new Set(), previous: before })], ['ns2/svc2:p8080']);
+});
+
+test('partial output references only chains that exist after the restore', () => {
+  const { b, model: before } = start();
+  b.handle({ kind: 'Service', type: 'add', object: svc('ns3', 'svc3', { type: 'NodePort', clusterIP: '172.30.0.43', ports: [port('p80', 80, 'TCP', 30003)] }) });
+  b.handle({ kind: 'EndpointSlice', type: 'add', object: slice('ns3', 'svc3-1', 'svc3', [ep('10.0.3.1'), ep('10.0.3.2')], { portName: 'p80', port: 80 }) });
+  const snap = b.next();
+  const after = renderIptables(snap, OPTS);
+  const text = serializePartial(after, { changed: snap.changed, previous: before });
+  const present = new Set([...before.nat.chains.keys(), ...shape(text).get('nat')?.declared ?? []]);
+  for (const m of text.matchAll(/-j (KUBE-[A-Z0-9-]+)/g)) assert.ok(present.has(m[1] ?? ''), `${m[1]} jumped to but not present`);
+  for (const m of text.matchAll(/^-A (\S+)/gm)) assert.ok(shape(text).get('nat')?.declared.includes(m[1] ?? '') || shape(text).get('filter')?.declared.includes(m[1] ?? ''), `${m[1]} written but not declared`);
+});
+
+test('full: stale chains are declared then deleted; chains the model has are never deleted', () => {
+  const { model } = start();
+  const text = serializeFull(model, new Map([['nat', ['KUBE-SEP-OLDOLDOLDOLDOLD1', 'KUBE-SVC-XPGD46QRK7WJZT7O']]]));
+  assert.match(text, /:KUBE-SEP-OLDOLDOLDOLDOLD1 - \[0:0\]\n-A KUBE-SERVICES/);
+  assert.match(text, /-X KUBE-SEP-OLDOLDOLDOLDOLD1\nCOMMIT\n$/);
+  assert.doesNotMatch(text, /-X KUBE-SVC-XPGD46QRK7WJZT7O/);
+  assert.ok(text.startsWith('*filter\n'));
+  assert.equal(text.match(/^COMMIT$/gm)?.length, 2);
+});

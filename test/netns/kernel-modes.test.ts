@@ -1,0 +1,159 @@
+/**
+ * One scenario table, run against every kernel mode: real packets through the rules kproxy
+ * programs, in a namespace-only cluster (test/helpers/cluster.ts). kproxy (the real CLI) runs
+ * in node1 and node2; pods greet with their name and the client address they see, so each
+ * scenario checks both where a connection went and whether it was masqueraded.
+ */
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { cleanupStaleNetns, kernelTestGate, type Netns, type NetnsProcess } from '../../src/platform/netns.js';
+import { buildCluster, CLIENT_IP, CLUSTER_CIDR, DNS, EMPTY, LB_IP, NODE_IPS, POD_IPS, scenarioManifest as manifest, STICKY, WEB, type Cluster } from '../helpers/cluster.js';
+import { KPROXY_BIN, pollUntil, rootNetworkState, runClient } from '../helpers/netns-util.js';
+
+const MODES = ['iptables'] as const;
+type Mode = (typeof MODES)[number];
+
+/** "pod-a 198.18.10.1:40000" → { pod: 'pod-a', from: '198.18.10.1' } */
+function parse(reply: string): { pod: string; from: string } {
+  const [pod, addr] = reply.split(' ');
+  return { pod: pod ?? '', from: (addr ?? '').replace(/:\d+$/, '') };
+}
+
+async function tcp(ns: Netns, ip: string, port: number, count: number, timeoutMs = 3000): Promise<{ pod: string; from: string }[]> {
+  const r = await runClient<string>(ns, ['tcp', ip, String(port), String(count), String(timeoutMs)]);
+  assert.ok(r.ok, `tcp ${ip}:${port} from ${ns.name}: ${r.error ?? ''}`);
+  return r.replies.map(parse);
+}
+
+for (const mode of MODES) {
+  test(`kernel mode ${mode}: the shared scenario table, with real packets`, { timeout: 300_000 }, async (t) => {
+    if (!(await kernelTestGate(t, { tools: ['iptables', 'iptables-restore', 'conntrack'] }))) return;
+    const prefix = `km-${mode}`;
+    await cleanupStaleNetns(prefix);
+    const rootBefore = await rootNetworkState();
+    const dir = mkdtempSync(join(tmpdir(), 'kproxy-km-'));
+    const file = join(dir, 'cluster.yaml');
+    writeFileSync(file, manifest(['pod-a', 'pod-b', 'pod-c'], ['pod-a', 'pod-b']));
+    let cluster: Cluster | undefined;
+    try {
+      cluster = await buildCluster(prefix);
+      const c = cluster;
+      const start = async (node: Netns, name: string): Promise<NetnsProcess> => {
+        const p = node.spawn(process.execPath, [KPROXY_BIN, '--proxy-mode', mode, '--manifests', file, '--hostname-override', name,
+          '--cluster-cidr', CLUSTER_CIDR, '--healthz-bind-address', '', '--metrics-bind-address', '',
+          '--iptables-min-sync-period', '0s', '--iptables-sync-period', '2s', '-v', '2']);
+        await pollUntil(`kproxy ${mode} on ${name} to sync`, () => {
+          if (!p.running) throw new Error(`kproxy exited: ${p.stderr().slice(-3000)}`);
+          return /"synced proxy rules"/.test(p.stderr());
+        }, { timeoutMs: 20_000, describeLast: () => p.stderr().slice(-3000) });
+        return p;
+      };
+      const kp1 = await start(c.node1, 'node1');
+      const kp2 = await start(c.node2, 'node2');
+      const log = (): string => `node1 kproxy:\n${kp1.stderr().slice(-3000)}`;
+
+      await t.test('ClusterIP from the node: every endpoint is reachable, no masquerade needed for pods', async () => {
+        const got = await tcp(c.node1, WEB, 80, 30);
+        assert.deepEqual(new Set(got.map((g) => g.pod)), new Set(['pod-a', 'pod-b', 'pod-c']), log());
+      });
+
+      await t.test('ClusterIP from a pod: the pod\'s own address is preserved (in-cluster traffic)', async () => {
+        const got = await tcp(c.pods['pod-b'], WEB, 80, 30);
+        for (const g of got) if (g.pod !== 'pod-b') assert.equal(g.from, POD_IPS['pod-b'], `to ${g.pod}`);
+        assert.ok(got.some((g) => g.pod === 'pod-c'));
+      });
+
+      await t.test('hairpin: a pod reaching itself through its service works, masqueraded to the node', async () => {
+        const got = await tcp(c.pods['pod-a'], WEB, 80, 30);
+        const self = got.filter((g) => g.pod === 'pod-a');
+        assert.ok(self.length > 0, 'pod-a chose itself at least once in 30 tries (p ≈ 1 - (2/3)^30)');
+        for (const g of self) assert.equal(g.from, '198.18.10.1', 'hairpin traffic is SNATed to the bridge address');
+      });
+
+      await t.test('NodePort from the external client, Cluster policy: all endpoints, client masqueraded', async () => {
+        const got = await tcp(c.client, NODE_IPS.node1, 30080, 30);
+        assert.deepEqual(new Set(got.map((g) => g.pod)), new Set(['pod-a', 'pod-b', 'pod-c']));
+        for (const g of got) assert.notEqual(g.from, CLIENT_IP, `${g.pod} must not see the client address under Cluster policy`);
+      });
+
+      await t.test('externalTrafficPolicy Local on two nodes: local endpoint only, client IP preserved', async () => {
+        for (const [node, pod] of [[NODE_IPS.node1, 'pod-a'], [NODE_IPS.node2, 'pod-c']] as const) {
+          const got = await tcp(c.client, node, 30081, 10);
+          for (const g of got) {
+            assert.equal(g.pod, pod, `via ${node} only the local endpoint`);
+            assert.equal(g.from, CLIENT_IP, 'client address preserved');
+          }
+        }
+      });
+
+      await t.test('LoadBalancer IP: allowed source range gets through, other sources are dropped', async () => {
+        const got = await tcp(c.client, LB_IP, 80, 6);
+        for (const g of got) assert.match(g.pod, /^pod-[ab]$/);
+        const denied = await runClient<string>(c.pods['pod-c'], ['tcp', LB_IP, '80', '1', '1000']);
+        assert.equal(denied.ok, false, 'pod-c (not in loadBalancerSourceRanges) is dropped');
+      });
+
+      await t.test('ClientIP affinity sticks to one endpoint', async () => {
+        const got = await tcp(c.pods['pod-b'], STICKY, 80, 15);
+        assert.equal(new Set(got.map((g) => g.pod)).size, 1, JSON.stringify(got));
+      });
+
+      await t.test('a service without endpoints is refused at once', async () => {
+        const t0 = Date.now();
+        const r = await runClient<string>(c.pods['pod-b'], ['tcp', EMPTY, '80', '1', '3000']);
+        assert.equal(r.ok, false);
+        assert.match(r.error ?? '', /ECONNREFUSED/);
+        assert.ok(Date.now() - t0 < 1500, 'no timeout: REJECT answers immediately');
+      });
+
+      await t.test('UDP through the ClusterIP; replies come from the service address', async () => {
+        const r = await runClient<{ text: string; address: string; port: number }>(c.pods['pod-c'], ['udp', DNS, '53', '10']);
+        assert.ok(r.ok, r.error);
+        for (const x of r.replies) {
+          assert.match(x.text, /^pod-[ab]: ping \d+$/);
+          assert.equal(`${x.address}:${x.port}`, `${DNS}:53`);
+        }
+      });
+
+      await t.test('an endpoint removed mid-test gets no new connections and its UDP conntrack entries are gone', async () => {
+        // A long-lived UDP flow from node1 itself to each DNS endpoint (one socket per flow).
+        const flows = await runClient<{ text: string }>(c.node1, ['udp', DNS, '53', '12']);
+        assert.ok(flows.ok, flows.error);
+        const before = await c.node1.execOk('conntrack', ['-L', '-p', 'udp', '--dst-nat', POD_IPS['pod-b']]);
+        assert.ok(before.stdout.includes(`src=${POD_IPS['pod-b']} `), `flows DNATed to pod-b exist before:\n${before.stdout}`);
+        writeFileSync(file, manifest(['pod-a', 'pod-c'], ['pod-a']));
+        await pollUntil('pod-b to leave web and dns', async () => {
+          const got = await tcp(c.node1, WEB, 80, 12);
+          const ct = await c.node1.exec('conntrack', ['-L', '-p', 'udp', '--dst-nat', POD_IPS['pod-b']]);
+          return !got.some((g) => g.pod === 'pod-b') && !ct.stdout.includes(`src=${POD_IPS['pod-b']} `);
+        }, { timeoutMs: 5000, stepMs: 200, describeLast: log });
+        const after = await tcp(c.node1, WEB, 80, 30);
+        assert.ok(!after.some((g) => g.pod === 'pod-b'));
+      });
+
+      await t.test('an external `iptables -t nat -F` is repaired within the sync period', async () => {
+        await c.node1.execOk('iptables', ['-w', '5', '-t', 'nat', '-F']);
+        const broken = await runClient<string>(c.node1, ['tcp', WEB, '80', '1', '500']);
+        assert.equal(broken.ok, false, 'the flush really broke the service');
+        await pollUntil('the ClusterIP to work again', async () => (await runClient<string>(c.node1, ['tcp', WEB, '80', '1', '500'])).ok,
+          { timeoutMs: 2000 + 3000, stepMs: 200, describeLast: log });
+      });
+
+      await kp1.stop({ signal: 'SIGTERM', timeoutMs: 10_000 });
+      await kp2.stop({ signal: 'SIGTERM', timeoutMs: 10_000 });
+      await t.test('--cleanup removes every rule kproxy installed', async () => {
+        const r = await c.node1.exec(process.execPath, [KPROXY_BIN, '--cleanup']);
+        assert.equal(r.code, 0, r.stderr);
+        const left = (await c.node1.execOk('iptables-save', [])).stdout.split('\n').filter((l) => /KUBE-/.test(l));
+        assert.deepEqual(left, []);
+      });
+    } finally {
+      await cluster?.destroy();
+      rmSync(dir, { recursive: true, force: true });
+    }
+    assert.deepEqual(await rootNetworkState(), rootBefore, 'the root namespace is untouched');
+  });
+}
