@@ -1,0 +1,115 @@
+/** iptables mode's apply step against a fake exec: which tool runs, with what, and when. */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { IptablesBackend } from '../../../src/backends/iptables/backend.js';
+import { SnapshotBuilder } from '../../../src/core/snapshot.js';
+import { memoryLogger } from '../../../src/observability/log.js';
+import { ProxyMetrics } from '../../../src/observability/metrics.js';
+import { Conntrack } from '../../../src/platform/conntrack.js';
+import { FakeExec, type ExecCall } from '../../../src/platform/exec.js';
+import { Iptables } from '../../../src/platform/iptables.js';
+import { ep, slice, svc } from '../../helpers/objects.js';
+
+function setup() {
+  const fake = new FakeExec();
+  const metrics = new ProxyMetrics();
+  const log = memoryLogger();
+  const backend = new IptablesBackend({
+    iptables: new Iptables({ exec: fake.exec }), conntrack: new Conntrack(fake.exec), log, metrics,
+    render: { nodeName: 'n1', nodeIPs: ['198.18.200.1'], nodePortAddresses: [], clusterCIDRs: ['198.18.0.0/19'], masqueradeAll: false, masqueradeBit: 14, localhostNodePorts: false, family: 'IPv4' },
+  });
+  const builder = new SnapshotBuilder('n1');
+  return { fake, metrics, log, backend, builder };
+}
+
+const restores = (calls: readonly ExecCall[]): string[] => calls.filter((c) => c.cmd === 'iptables-restore').map((c) => c.input ?? '');
+
+test('first sync is full: canaries, one atomic restore with counters, then the jumps; stale chains are deleted', async () => {
+  const { fake, backend, builder, metrics } = setup();
+  fake.respond((c) => c.cmd === 'iptables-save' && c.args.includes('nat'), { stdout: '*nat\n:KUBE-SVC-STALESTALESTALE1 - [0:0]\n:KUBE-SERVICES - [0:0]\n:OTHER-CHAIN - [0:0]\nCOMMIT\n' });
+  fake.respond((c) => c.cmd === 'iptables' && (c.args.includes('-C') || c.args.includes('-S')), { code: 1 });
+  builder.handle({ kind: 'Service', type: 'add', object: svc('ns1', 'web') });
+  builder.handle({ kind: 'EndpointSlice', type: 'add', object: slice('ns1', 'w', 'web', [ep('198.18.10.2'), ep('198.18.10.3')]) });
+  await backend.sync(builder.next());
+  const [text, ...more] = restores(fake.calls);
+  assert.equal(more.length, 0, 'exactly one restore');
+  assert.deepEqual(fake.calls.find((c) => c.cmd === 'iptables-restore')?.args, ['-w', '5', '--noflush', '--counters']);
+  assert.ok(text?.includes('*filter\n') && text.includes('*nat\n'));
+  assert.match(text ?? '', /^:KUBE-SVC-STALESTALESTALE1 - \[0:0\]$/m);
+  assert.match(text ?? '', /^-X KUBE-SVC-STALESTALESTALE1$/m);
+  assert.doesNotMatch(text ?? '', /OTHER-CHAIN/, 'chains kproxy does not own are left alone');
+  const idx = (pred: (c: ExecCall) => boolean): number => fake.calls.findIndex(pred);
+  const canary = idx((c) => c.args.includes('-N') && c.args.includes('KUBE-PROXY-CANARY'));
+  const restore = idx((c) => c.cmd === 'iptables-restore');
+  const jump = idx((c) => c.args.includes('-I') && c.args.includes('PREROUTING'));
+  assert.ok(canary >= 0 && canary < restore && restore < jump, 'canary chains, then restore, then jumps');
+  assert.match(await metrics.text(), /kubeproxy_sync_proxy_rules_iptables_total\{table="nat"\} \d+/);
+});
+
+test('a later change is a partial sync: only the changed service\'s chains are written', async () => {
+  const { fake, backend, builder } = setup();
+  builder.handle({ kind: 'Service', type: 'add', object: svc('ns1', 'web') });
+  builder.handle({ kind: 'Service', type: 'add', object: svc('ns1', 'db', { clusterIP: '198.18.100.2' }) });
+  const s1 = slice('ns1', 'w', 'web', [ep('198.18.10.2'), ep('198.18.10.3')]);
+  builder.handle({ kind: 'EndpointSlice', type: 'add', object: s1 });
+  builder.handle({ kind: 'EndpointSlice', type: 'add', object: slice('ns1', 'd', 'db', [ep('198.18.10.4')]) });
+  await backend.sync(builder.next());
+  fake.calls.length = 0;
+  builder.handle({ kind: 'EndpointSlice', type: 'update', previous: s1, object: slice('ns1', 'w', 'web', [ep('198.18.10.2')]) });
+  await backend.sync(builder.next());
+  const [text] = restores(fake.calls);
+  assert.ok(text);
+  assert.match(text, /ns1\/web:http -> 198\.18\.10\.2:8080/);
+  assert.doesNotMatch(text, /-A KUBE-SEP-\S+ .*198\.18\.10\.4/, 'the unchanged service\'s endpoint chains are not rewritten');
+  assert.match(text, /^-X KUBE-SEP-/m, 'the removed endpoint\'s chain is deleted');
+  assert.ok(!fake.calls.some((c) => c.args.includes('-I')), 'no jump insertion on a partial sync');
+});
+
+test('a failed restore is counted, thrown, and the next sync is full', async () => {
+  const { fake, backend, builder, metrics } = setup();
+  builder.handle({ kind: 'Service', type: 'add', object: svc('ns1', 'web') });
+  await backend.sync(builder.next());
+  let fail = true;
+  fake.respond((c) => c.cmd === 'iptables-restore' && fail, { code: 1, stderr: 'iptables-restore: line 4 failed\n' });
+  builder.handle({ kind: 'EndpointSlice', type: 'add', object: slice('ns1', 'w', 'web', [ep('198.18.10.2')]) });
+  await assert.rejects(backend.sync(builder.next()), /line 4 failed[\s\S]*> 4: /);
+  assert.match(await metrics.text(), /kubeproxy_sync_proxy_rules_iptables_restore_failures_total 1/);
+  assert.match(await metrics.text(), /kubeproxy_sync_proxy_rules_iptables_partial_restore_failures_total 1/);
+  fail = false;
+  fake.calls.length = 0;
+  await backend.sync(builder.next());
+  assert.ok(fake.calls.some((c) => c.args.includes('-N') || c.args.includes('-S')), 'full sync checks the canaries again');
+  assert.match(restores(fake.calls)[0] ?? '', /^:KUBE-SERVICES - \[0:0\]$/m);
+});
+
+test('an external flush (a jump gone) turns a periodic sync into a full one', async () => {
+  const { fake, backend, builder, log } = setup();
+  builder.handle({ kind: 'Service', type: 'add', object: svc('ns1', 'web') });
+  await backend.sync(builder.next());
+  fake.respond((c) => c.cmd === 'iptables' && c.args.includes('-C') && c.args.includes('PREROUTING'), { code: 1 });
+  fake.calls.length = 0;
+  await backend.sync(builder.next());
+  assert.ok(log.lines.some((l) => l.includes('flushed or deleted by someone else')));
+  assert.ok(fake.calls.some((c) => c.args.includes('-I') && c.args.includes('PREROUTING')), 'the jump is reinstalled');
+});
+
+test('UDP endpoints that go away get their conntrack entries deleted; TCP ones do not', async () => {
+  const { fake, backend, builder } = setup();
+  const dns = svc('ns1', 'dns', { clusterIP: '198.18.100.11', type: 'NodePort', ports: [{ name: 'dns', protocol: 'UDP', port: 53, targetPort: 5353, nodePort: 30053 }] });
+  builder.handle({ kind: 'Service', type: 'add', object: dns });
+  const s1 = slice('ns1', 'd', 'dns', [ep('198.18.10.2'), ep('198.18.10.3')], { portName: 'dns', protocol: 'UDP', port: 5353 });
+  builder.handle({ kind: 'EndpointSlice', type: 'add', object: s1 });
+  builder.handle({ kind: 'Service', type: 'add', object: svc('ns1', 'web') });
+  const w1 = slice('ns1', 'w', 'web', [ep('198.18.10.2'), ep('198.18.10.3')]);
+  builder.handle({ kind: 'EndpointSlice', type: 'add', object: w1 });
+  await backend.sync(builder.next());
+  fake.calls.length = 0;
+  builder.handle({ kind: 'EndpointSlice', type: 'update', previous: s1, object: slice('ns1', 'd', 'dns', [ep('198.18.10.2')], { portName: 'dns', protocol: 'UDP', port: 5353 }) });
+  builder.handle({ kind: 'EndpointSlice', type: 'update', previous: w1, object: slice('ns1', 'w', 'web', [ep('198.18.10.2')]) });
+  await backend.sync(builder.next());
+  const ct = fake.calls.filter((c) => c.cmd === 'conntrack').map((c) => c.args.join(' '));
+  assert.deepEqual(ct, [
+    '-D -p udp --orig-dst 198.18.100.11 --dst-nat 198.18.10.3',
+    '-D -p udp --orig-port-dst 30053 --dst-nat 198.18.10.3',
+  ]);
+});
