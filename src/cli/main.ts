@@ -19,6 +19,7 @@ import { realClock } from '../platform/clock.js';
 import { Conntrack } from '../platform/conntrack.js';
 import { realExec, type Exec } from '../platform/exec.js';
 import { Iptables } from '../platform/iptables.js';
+import { traceCommand } from '../netfilter/trace-cli.js';
 import { ManifestSource } from '../sources/files/source.js';
 import { Proxier } from '../sync/proxier.js';
 
@@ -146,6 +147,14 @@ export async function cleanup(log: Logger, exec: Exec): Promise<number> {
 
 /** Runs the CLI; resolves with the exit code once kproxy has stopped. */
 export async function main(argv: readonly string[]): Promise<number> {
+  if (argv[0] === 'trace') {
+    return traceCommand(argv.slice(1), {
+      exec: realExec,
+      stdout: (s) => process.stdout.write(s),
+      stderr: (s) => process.stderr.write(s),
+      hostAddresses: (family) => localAddresses(family),
+    });
+  }
   let config: ProxyConfig;
   try {
     const r = parseFlags(argv);

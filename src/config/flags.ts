@@ -23,7 +23,7 @@ function duration(flag: string) {
 function buildCommand(): Command {
   const p = new Command('kproxy');
   p.description('kube-proxy, rebuilt in TypeScript: makes Services reach their endpoints on this node.')
-    .usage('[flags]')
+    .usage('[flags]\n       kproxy trace --src IP --dst IP --dport N [--protocol tcp|udp|sctp] [--from FILE] [--json]   (see kproxy trace --help)')
     .helpOption('-h, --help', 'show this help and exit')
     .version(VERSION, '--version', 'print the version and exit')
     .addOption(new Option('--proxy-mode <mode>', 'which proxy mode to use: userspace | iptables | ipvs | nftables').argParser((v) => parseMode(v, '--proxy-mode')))

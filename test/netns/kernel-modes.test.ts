@@ -118,6 +118,38 @@ for (const mode of MODES) {
         }
       });
 
+      await t.test('the tracer\'s predictions (endpoint set, masquerade, verdict) equal what the kernel did', async () => {
+        interface Choice { ip: string; port: number; probability: number; verdict: string; masquerade: boolean }
+        const trace = async (ns: Netns, args: string[]): Promise<Choice[]> => {
+          const r = await ns.execOk(process.execPath, [KPROXY_BIN, 'trace', '--json', ...args]);
+          return (JSON.parse(r.stdout) as { choices: Choice[] }).choices;
+        };
+        const podOf = (ip: string): string => Object.entries(POD_IPS).find(([, v]) => v === ip)?.[0] ?? ip;
+        const cases: { name: string; ns: Netns; args: string[]; from: Netns; dst: string; port: number; src: string }[] = [
+          { name: 'NodePort, Cluster policy', ns: c.node1, args: ['--src', CLIENT_IP, '--dst', NODE_IPS.node1, '--dport', '30080', '--in-interface', 'eth0'], from: c.client, dst: NODE_IPS.node1, port: 30080, src: CLIENT_IP },
+          { name: 'NodePort, Local policy', ns: c.node1, args: ['--src', CLIENT_IP, '--dst', NODE_IPS.node1, '--dport', '30081', '--in-interface', 'eth0'], from: c.client, dst: NODE_IPS.node1, port: 30081, src: CLIENT_IP },
+          { name: 'hairpin ClusterIP from pod-a', ns: c.node1, args: ['--src', POD_IPS['pod-a'], '--dst', WEB, '--dport', '80', '--in-interface', 'br0'], from: c.pods['pod-a'], dst: WEB, port: 80, src: POD_IPS['pod-a'] },
+        ];
+        for (const k of cases) {
+          const predicted = await trace(k.ns, k.args);
+          assert.ok(predicted.length > 0 && predicted.every((p) => p.verdict === 'ACCEPT'), `${k.name}: ${JSON.stringify(predicted)}`);
+          const total = predicted.reduce((n, p) => n + p.probability, 0);
+          assert.ok(Math.abs(total - 1) < 1e-6, `${k.name}: probabilities add up to 1 (${total})`);
+          const observed = await tcp(k.from, k.dst, k.port, 30);
+          assert.deepEqual(new Set(observed.map((o) => o.pod)), new Set(predicted.map((p) => podOf(p.ip))), `${k.name}: the endpoint set`);
+          for (const o of observed) {
+            const p = predicted.find((x) => podOf(x.ip) === o.pod);
+            assert.equal(o.from !== k.src, p?.masquerade, `${k.name}: masquerade to ${o.pod} (pod saw ${o.from})`);
+          }
+        }
+        const drop = await trace(c.node2, ['--src', POD_IPS['pod-c'], '--dst', LB_IP, '--dport', '80', '--in-interface', 'br0']);
+        assert.deepEqual([...new Set(drop.map((p) => p.verdict))], ['DROP'], 'LB source range: predicted DROP');
+        assert.equal((await runClient<string>(c.pods['pod-c'], ['tcp', LB_IP, '80', '1', '1000'])).ok, false, 'and the kernel dropped it');
+        const reject = await trace(c.node1, ['--src', POD_IPS['pod-b'], '--dst', EMPTY, '--dport', '80', '--in-interface', 'br0']);
+        assert.deepEqual([...new Set(reject.map((p) => p.verdict))], ['REJECT'], 'no endpoints: predicted REJECT');
+        assert.match((await runClient<string>(c.pods['pod-b'], ['tcp', EMPTY, '80', '1', '1000'])).error ?? '', /ECONNREFUSED/, 'and the kernel rejected it');
+      });
+
       await t.test('an endpoint removed mid-test gets no new connections and its UDP conntrack entries are gone', async () => {
         // A long-lived UDP flow from node1 itself to each DNS endpoint (one socket per flow).
         const flows = await runClient<{ text: string }>(c.node1, ['udp', DNS, '53', '12']);
