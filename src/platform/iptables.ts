@@ -30,7 +30,8 @@ export class Iptables {
     const args = [...this.wait, '--noflush', ...(options.counters ? ['--counters'] : [])];
     const r = await this.opts.exec(`${this.bin}-restore`, args, { input: text });
     if (r.code === 0) return;
-    throw new KproxyError('KP_ERR_IPTABLES_RESTORE', `${this.bin}-restore failed (exit ${r.code}): ${r.stderr.trim() || r.stdout.trim()}${restoreContext(text, r.stderr)}`);
+    const line = failedLine(r.stderr);
+    throw new RestoreError(`${this.bin}-restore failed (exit ${r.code}): ${r.stderr.trim() || r.stdout.trim()}${restoreContext(text, r.stderr)}`, line);
   }
 
   /** Dumps one table in iptables-save format. */
@@ -100,11 +101,37 @@ export class Iptables {
   }
 }
 
+/** A failed restore; `line` is the input line the tool named, when it named one. */
+export class RestoreError extends KproxyError {
+  constructor(message: string, readonly line: number | undefined) {
+    super('KP_ERR_IPTABLES_RESTORE', message);
+  }
+}
+
+function failedLine(stderr: string): number | undefined {
+  const m = /line (\d+) failed/.exec(stderr) ?? /Error occurred at line: (\d+)/.exec(stderr);
+  return m?.[1] ? Number(m[1]) : undefined;
+}
+
+/**
+ * The tables of a restore input that were committed before `line` failed: iptables-restore
+ * commits each table at its COMMIT, so a failure in a later table leaves earlier ones applied.
+ */
+export function committedBefore(text: string, line: number): string[] {
+  const out: string[] = [];
+  let table: string | undefined;
+  for (const [i, l] of text.split('\n').entries()) {
+    if (i + 1 >= line) break;
+    if (l.startsWith('*')) table = l.slice(1);
+    else if (l === 'COMMIT' && table !== undefined) out.push(table);
+  }
+  return out;
+}
+
 /** iptables-restore says "line N failed"; show that line with two lines of context. */
 export function restoreContext(text: string, stderr: string): string {
-  const m = /line (\d+) failed/.exec(stderr) ?? /Error occurred at line: (\d+)/.exec(stderr);
-  if (!m?.[1]) return '';
-  const n = Number(m[1]);
+  const n = failedLine(stderr);
+  if (n === undefined) return '';
   const lines = text.split('\n');
   const from = Math.max(1, n - 2);
   const to = Math.min(lines.length, n + 2);

@@ -11,7 +11,7 @@ import type { Snapshot } from '../../core/snapshot.js';
 import type { Logger } from '../../observability/log.js';
 import type { ProxyMetrics } from '../../observability/metrics.js';
 import type { Conntrack } from '../../platform/conntrack.js';
-import type { Iptables } from '../../platform/iptables.js';
+import { committedBefore, RestoreError, type Iptables } from '../../platform/iptables.js';
 import type { Backend } from '../backend.js';
 import type { IptablesModel, IptablesRenderOptions, TableName } from './model.js';
 import { isServiceChainName } from './names.js';
@@ -60,7 +60,8 @@ export class IptablesBackend implements Backend {
     } catch (err) {
       this.opts.metrics.iptablesRestoreFailures.inc();
       if (!full) this.opts.metrics.iptablesPartialRestoreFailures.inc();
-      this.applied = undefined; // what the kernel holds is the previous state; force a full sync next
+      await this.rollBack(err, text, model);
+      this.applied = undefined; // force a full sync next
       throw err;
     }
     if (full) await this.ensureJumps(jumpRulesFor(model));
@@ -74,6 +75,28 @@ export class IptablesBackend implements Backend {
       this.opts.metrics.iptablesLast.set({ table }, countWritten(text, table));
     }
     await this.cleanConntrack(snap);
+  }
+
+  /**
+   * iptables-restore commits table by table: when a later table fails, the earlier ones are
+   * already in the kernel. Put those back to the last good model (and drop chains the failed
+   * sync created), so the kernel never holds half a sync. Before the first good sync there is
+   * nothing to go back to, and nothing jumps into our chains yet.
+   */
+  private async rollBack(err: unknown, text: string, model: IptablesModel): Promise<void> {
+    const prev = this.applied;
+    if (!(err instanceof RestoreError) || err.line === undefined || !prev) return;
+    const committed = committedBefore(text, err.line).filter((t): t is TableName => t === 'filter' || t === 'nat');
+    if (committed.length === 0) return;
+    const stale = new Map<TableName, string[]>(committed.map((t) => [t, [...model[t].chains.keys()].filter((c) => !prev[t].chains.has(c))]));
+    const full = serializeFull(prev, stale);
+    const keep = selectTables(full, committed);
+    try {
+      await this.opts.iptables.restore(keep, { counters: true });
+      this.opts.log.warn('rolled back the tables a failed restore had already committed', { tables: committed.join(',') });
+    } catch (rollbackErr) {
+      this.opts.log.error('could not roll back after a failed restore; the next full sync rewrites everything', { err: errorMessage(rollbackErr) });
+    }
   }
 
   /** The jumps from built-in chains and the canary chains are still there (no external flush). */
@@ -134,6 +157,18 @@ export class IptablesBackend implements Backend {
   close(): Promise<void> {
     return Promise.resolve();
   }
+}
+
+/** Only the given tables' sections of a restore input. */
+function selectTables(text: string, tables: readonly string[]): string {
+  const out: string[] = [];
+  let keep = false;
+  for (const l of text.split('\n')) {
+    if (l.startsWith('*')) keep = tables.includes(l.slice(1));
+    if (keep) out.push(l);
+    if (l === 'COMMIT') keep = false;
+  }
+  return out.join('\n') + '\n';
 }
 
 function countRules(model: IptablesModel, table: TableName): number {
