@@ -7,7 +7,9 @@
  * atomically); the proxier retries with a full sync.
  */
 import { errorMessage } from '../../core/errors.js';
+import type { ServicePortName } from '../../core/ids.js';
 import type { Snapshot } from '../../core/snapshot.js';
+import { categorizeEndpoints } from '../../core/traffic-policy.js';
 import type { Logger } from '../../observability/log.js';
 import type { ProxyMetrics } from '../../observability/metrics.js';
 import type { Conntrack } from '../../platform/conntrack.js';
@@ -33,6 +35,9 @@ export class IptablesBackend implements Backend {
   readonly mode = 'iptables' as const;
   /** The model the kernel holds (last successful restore); undefined before the first. */
   private applied: IptablesModel | undefined;
+  private synced = false;
+  /** Whether each UDP service port had a usable endpoint at the last sync. */
+  private readonly udpHadEndpoints = new Map<ServicePortName, boolean>();
 
   constructor(private readonly opts: IptablesBackendOptions) {}
 
@@ -43,6 +48,7 @@ export class IptablesBackend implements Backend {
 
   async sync(snap: Snapshot): Promise<void> {
     const model = renderIptables(snap, this.opts.render);
+    const firstSync = !this.synced;
     let full = snap.full || this.applied === undefined;
     if (!full && !(await this.intact(this.applied ?? model))) {
       this.opts.log.warn('kproxy rules were flushed or deleted by someone else; resyncing everything');
@@ -70,11 +76,12 @@ export class IptablesBackend implements Backend {
     }
     this.opts.metrics.skippedServicePorts.set({ mode: this.mode }, model.skipped.size);
     this.applied = model;
+    this.synced = true;
     for (const table of ['filter', 'nat'] as const) {
       this.opts.metrics.iptablesTotal.set({ table }, countRules(model, table));
       this.opts.metrics.iptablesLast.set({ table }, countWritten(text, table));
     }
-    await this.cleanConntrack(snap);
+    await this.cleanConntrack(snap, firstSync);
   }
 
   /**
@@ -134,9 +141,35 @@ export class IptablesBackend implements Backend {
     return out;
   }
 
-  /** Upstream's stale-UDP cleanup: flows DNATed to endpoints that are gone. */
-  private async cleanConntrack(snap: Snapshot): Promise<void> {
+  /**
+   * Upstream's stale-UDP cleanup: flows DNATed to endpoints that are gone, and flows of a UDP
+   * service that had no usable endpoint until now (the kernel cached their REJECT/no-NAT state;
+   * without this a DNS client keeps failing after the first pod comes up).
+   */
+  private async cleanConntrack(snap: Snapshot, firstSync: boolean): Promise<void> {
     let deleted = 0;
+    const ports = snap.full ? [...snap.servicePorts.keys()] : [...snap.changed];
+    for (const spn of ports) {
+      const sp = snap.servicePorts.get(spn);
+      if (!sp || sp.protocol !== 'UDP') {
+        this.udpHadEndpoints.delete(spn);
+        continue;
+      }
+      const has = categorizeEndpoints(sp, snap.endpoints.get(spn) ?? []).hasAnyEndpoints;
+      const had = this.udpHadEndpoints.get(spn);
+      this.udpHadEndpoints.set(spn, has);
+      // The process's first sync only learns the state: clearing then would cut live flows of
+      // every UDP service whenever kproxy restarts.
+      if (!has || had === true || firstSync) continue;
+      try {
+        for (const ip of [sp.clusterIP, ...sp.externalIPs, ...sp.loadBalancerIPs].filter((x) => x !== '' && x !== 'None')) {
+          deleted += await this.opts.conntrack.clearServiceIP(sp.protocol, ip);
+        }
+        if (sp.nodePort > 0) deleted += await this.opts.conntrack.clearNodePort(sp.protocol, sp.nodePort);
+      } catch (err) {
+        this.opts.log.error('failed to clear conntrack entries of a UDP service that got endpoints', { servicePort: spn, err: errorMessage(err) });
+      }
+    }
     for (const [spn, gone] of snap.removedEndpoints) {
       const sp = snap.servicePorts.get(spn) ?? snap.removed.get(spn);
       if (!sp || sp.protocol !== 'UDP') continue;

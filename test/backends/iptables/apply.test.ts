@@ -113,3 +113,13 @@ test('UDP endpoints that go away get their conntrack entries deleted; TCP ones d
     '-D -p udp --orig-port-dst 30053 --dst-nat 198.18.10.3',
   ]);
 });
+
+test('a UDP service that gets its first endpoint has its cached flows cleared', async () => {
+  const { fake, backend, builder } = setup();
+  builder.handle({ kind: 'Service', type: 'add', object: svc('ns1', 'dns', { clusterIP: '198.18.100.11', ports: [{ name: 'dns', protocol: 'UDP', port: 53, targetPort: 5353, nodePort: 0 }] }) });
+  await backend.sync(builder.next());
+  assert.equal(fake.calls.filter((c) => c.cmd === 'conntrack').length, 0, 'no endpoints yet: nothing to clear');
+  builder.handle({ kind: 'EndpointSlice', type: 'add', object: slice('ns1', 'd', 'dns', [ep('198.18.10.2')], { portName: 'dns', protocol: 'UDP', port: 5353 }) });
+  await backend.sync(builder.next());
+  assert.deepEqual(fake.calls.filter((c) => c.cmd === 'conntrack').map((c) => c.args.join(' ')), ['-D -p udp --orig-dst 198.18.100.11']);
+});
