@@ -9,7 +9,9 @@ import type { Backend } from '../backends/backend.js';
 import { IptablesBackend, removeIptablesRules } from '../backends/iptables/backend.js';
 import { UserspaceBackend, removeUserspaceRules } from '../backends/userspace/backend.js';
 import { ConfigError, type ProxyConfig } from '../config/config.js';
+import { configToYAML } from '../config/file.js';
 import { parseFlags } from '../config/flags.js';
+import { writeFileSync } from 'node:fs';
 import { ProxierHealth } from '../observability/health.js';
 import { createLogger, type Logger } from '../observability/log.js';
 import { ProxyMetrics } from '../observability/metrics.js';
@@ -163,6 +165,10 @@ export async function main(argv: readonly string[]): Promise<number> {
       return r.code;
     }
     config = r.config;
+    if (r.writeConfigTo !== undefined) {
+      writeFileSync(r.writeConfigTo, configToYAML(config));
+      return 0;
+    }
   } catch (err) {
     if (err instanceof ConfigError) {
       process.stderr.write(`kproxy: ${err.message}\n`);

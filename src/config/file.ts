@@ -3,7 +3,8 @@
  * supports. Unknown fields are errors that name the field, as upstream's strict decoding.
  */
 import { readFileSync } from 'node:fs';
-import { parse } from 'yaml';
+import { parse, stringify } from 'yaml';
+import { formatDuration } from './duration.js';
 import { parseDuration } from './duration.js';
 import { ConfigError, parseCIDRList, parseHostPort, parseIPValue, parseMode, parseScheduler, type ProxyConfig } from './config.js';
 
@@ -94,4 +95,33 @@ export function configFromObject(raw: unknown, path: string): Partial<ProxyConfi
   const cc = isRecord(raw.clientConnection) ? raw.clientConnection : {};
   if (cc.kubeconfig !== undefined && cc.kubeconfig !== '') out.kubeconfig = str(cc.kubeconfig, 'clientConnection.kubeconfig');
   return out;
+}
+
+function hostPortText(hp: ProxyConfig['healthzBindAddress']): string {
+  if (!hp) return '';
+  return hp.host.includes(':') ? `[${hp.host}]:${hp.port}` : `${hp.host}:${hp.port}`;
+}
+
+/** The configuration as a KubeProxyConfiguration document (`--write-config-to`); loads back unchanged. */
+export function configToYAML(c: ProxyConfig): string {
+  return stringify({
+    apiVersion: 'kubeproxy.config.k8s.io/v1alpha1',
+    kind: 'KubeProxyConfiguration',
+    mode: c.mode,
+    bindAddress: c.bindAddress,
+    healthzBindAddress: hostPortText(c.healthzBindAddress),
+    metricsBindAddress: hostPortText(c.metricsBindAddress),
+    hostnameOverride: c.hostnameOverride,
+    clusterCIDR: c.clusterCIDRs.join(','),
+    nodePortAddresses: [...c.nodePortAddresses],
+    udpIdleTimeout: formatDuration(c.udpIdleTimeoutMs),
+    clientConnection: { kubeconfig: c.kubeconfig ?? '' },
+    iptables: {
+      masqueradeAll: c.masqueradeAll,
+      masqueradeBit: c.masqueradeBit,
+      syncPeriod: formatDuration(c.syncPeriodMs),
+      minSyncPeriod: formatDuration(c.minSyncPeriodMs),
+    },
+    ipvs: { scheduler: c.ipvsScheduler },
+  });
 }

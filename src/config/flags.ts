@@ -45,6 +45,7 @@ function buildCommand(): Command {
     .addOption(new Option('--userspace-connect-timeout <duration>', 'userspace mode: how long to wait for an endpoint to accept a connection before trying the next one').argParser(duration('--userspace-connect-timeout')))
     .addOption(new Option('--userspace-failure-cooldown <duration>', 'userspace mode: how long a failed endpoint is passed over before it is tried again').argParser(duration('--userspace-failure-cooldown')))
     .addOption(new Option('--shutdown-drain-timeout <duration>', 'on SIGTERM, how long open connections may finish before they are closed').argParser(duration('--shutdown-drain-timeout')))
+    .option('--write-config-to <path>', 'write the effective configuration as a KubeProxyConfiguration file to this path and exit')
     .option('--cleanup', 'remove every rule and chain kproxy installed, then exit')
     .option('--dry-run', 'kernel modes: print what would be applied and exit without touching the kernel')
     .addOption(new Option('-v, --v <level>', 'log verbosity: 0 quiet, 2 each sync, 4 every connection decision').argParser((v) => {
@@ -59,7 +60,7 @@ function buildCommand(): Command {
   return p;
 }
 
-export type FlagsResult = { kind: 'run'; config: ProxyConfig } | { kind: 'exit'; code: number; output: string };
+export type FlagsResult = { kind: 'run'; config: ProxyConfig; writeConfigTo?: string } | { kind: 'exit'; code: number; output: string };
 
 interface RawOpts {
   proxyMode?: ProxyConfig['mode'];
@@ -82,6 +83,7 @@ interface RawOpts {
   userspaceFailureCooldown?: number;
   shutdownDrainTimeout?: number;
   cleanup?: boolean;
+  writeConfigTo?: string;
   dryRun?: boolean;
   v?: number;
 }
@@ -129,5 +131,5 @@ export function parseFlags(argv: readonly string[]): FlagsResult {
     verbosity: o.v ?? 0,
   };
   validateConfig(config);
-  return { kind: 'run', config };
+  return o.writeConfigTo !== undefined ? { kind: 'run', config, writeConfigTo: o.writeConfigTo } : { kind: 'run', config };
 }

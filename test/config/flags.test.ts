@@ -91,3 +91,18 @@ test('CLI: bad flags exit 2 with one line; --help exits 0 and describes every fl
     assert.ok(help.stdout.includes(flag), `help mentions ${flag}`);
   }
 });
+
+test('--write-config-to writes the effective configuration, which loads back to the same configuration', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'kproxy-wc-'));
+  const out = join(dir, 'written.yaml');
+  const args = ['--proxy-mode', 'iptables', '--cluster-cidr', '198.18.0.0/16', '--iptables-sync-period', '1m30s', '--ipvs-scheduler', 'wlc',
+    '--hostname-override', 'node-7', '--metrics-bind-address', '0.0.0.0:10249', '--masquerade-all'];
+  const r = spawnSync(process.execPath, [BIN, ...args, '--write-config-to', out], { encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stderr);
+  const direct = parseFlags(args);
+  const loaded = parseFlags(['--config', out]);
+  assert.equal(direct.kind, 'run');
+  assert.equal(loaded.kind, 'run');
+  if (direct.kind !== 'run' || loaded.kind !== 'run') return;
+  assert.deepEqual(loaded.config, direct.config);
+});
