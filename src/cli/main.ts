@@ -7,6 +7,7 @@ import type { Source } from '../core/events.js';
 import { SnapshotBuilder } from '../core/snapshot.js';
 import type { Backend } from '../backends/backend.js';
 import { IptablesBackend, removeIptablesRules } from '../backends/iptables/backend.js';
+import { NftablesBackend, removeNftablesRules } from '../backends/nftables/backend.js';
 import { UserspaceBackend, removeUserspaceRules } from '../backends/userspace/backend.js';
 import { ConfigError, type ProxyConfig } from '../config/config.js';
 import { configToYAML } from '../config/file.js';
@@ -62,8 +63,20 @@ function createBackend(config: ProxyConfig, log: Logger, metrics: ProxyMetrics, 
           family: 'IPv4',
         },
       });
-    case 'ipvs':
     case 'nftables':
+      return new NftablesBackend({
+        exec, conntrack: new Conntrack(exec), clock: realClock, log, metrics,
+        render: {
+          nodeName: config.hostnameOverride,
+          nodeIPs: localAddresses('IPv4', config.nodePortAddresses),
+          nodePortAddresses: config.nodePortAddresses,
+          clusterCIDRs: config.clusterCIDRs.filter((c) => !c.includes(':')),
+          masqueradeAll: config.masqueradeAll,
+          masqueradeBit: config.masqueradeBit,
+          family: 'IPv4',
+        },
+      });
+    case 'ipvs':
       throw new KproxyError('KP_ERR_MODE_UNAVAILABLE', `--proxy-mode ${config.mode} is not available in this build yet; use --proxy-mode userspace`);
   }
 }
@@ -114,7 +127,7 @@ export async function start(config: ProxyConfig, options: { log?: Logger; exec?:
 export async function dryRun(config: ProxyConfig, log: Logger): Promise<string> {
   if (config.manifests === undefined) throw new ConfigError('--dry-run needs --manifests PATH');
   const backend = createBackend(config, log, new ProxyMetrics(), realExec);
-  if (!(backend instanceof IptablesBackend)) throw new KproxyError('KP_ERR_MODE_UNAVAILABLE', `--dry-run is not available for --proxy-mode ${config.mode}`);
+  if (!(backend instanceof IptablesBackend) && !(backend instanceof NftablesBackend)) throw new KproxyError('KP_ERR_MODE_UNAVAILABLE', `--dry-run is not available for --proxy-mode ${config.mode}`);
   const builder = new SnapshotBuilder(config.hostnameOverride);
   const source = new ManifestSource({
     path: config.manifests, nodeName: config.hostnameOverride,
@@ -135,9 +148,14 @@ export async function dryRun(config: ProxyConfig, log: Logger): Promise<string> 
 export async function cleanup(log: Logger, exec: Exec): Promise<number> {
   let failed = false;
   const ipt = new Iptables({ exec });
-  for (const [mode, remove] of [['userspace', removeUserspaceRules], ['iptables', removeIptablesRules]] as const) {
+  const removers: [string, () => Promise<string[]>][] = [
+    ['userspace', () => removeUserspaceRules(ipt)],
+    ['iptables', () => removeIptablesRules(ipt)],
+    ['nftables', () => removeNftablesRules(exec)],
+  ];
+  for (const [mode, remove] of removers) {
     try {
-      const removed = await remove(ipt);
+      const removed = await remove();
       log.info('cleanup done', { mode, removedChains: removed.join(',') || 'none' });
     } catch (err) {
       failed = true;

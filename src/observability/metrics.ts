@@ -85,6 +85,11 @@ export class ProxyMetrics {
     labelNames: ['table'],
     registers: [this.registry],
   });
+  readonly nftablesSyncFailures = new Counter({
+    name: 'kubeproxy_sync_proxy_rules_nftables_sync_failures_total',
+    help: 'Cumulative proxy nftables sync failures',
+    registers: [this.registry],
+  });
   readonly skippedServicePorts = new Gauge({
     name: 'kproxy_sync_proxy_rules_skipped_service_ports',
     help: 'Service ports not programmed because they are invalid for this backend (each is logged with its reason)',

@@ -13,8 +13,24 @@ import { cleanupStaleNetns, kernelTestGate, type Netns, type NetnsProcess } from
 import { buildCluster, CLIENT_IP, CLUSTER_CIDR, DNS, EMPTY, LB_IP, NODE_IPS, POD_IPS, scenarioManifest as manifest, STICKY, WEB, type Cluster } from '../helpers/cluster.js';
 import { KPROXY_BIN, pollUntil, rootNetworkState, runClient } from '../helpers/netns-util.js';
 
-const MODES = ['iptables'] as const;
+const MODES = ['iptables', 'nftables'] as const;
 type Mode = (typeof MODES)[number];
+
+/** What each mode needs, how someone else breaks its rules, and what must be gone after --cleanup. */
+const MODE_INFO: Record<Mode, { tools: string[]; flush: [string, string[]]; leftovers: (ns: Netns) => Promise<string[]>; tracer: boolean }> = {
+  iptables: {
+    tools: ['iptables', 'iptables-restore', 'conntrack'],
+    flush: ['iptables', ['-w', '5', '-t', 'nat', '-F']],
+    leftovers: async (ns) => (await ns.execOk('iptables-save', [])).stdout.split('\n').filter((l) => /KUBE-/.test(l)),
+    tracer: true,
+  },
+  nftables: {
+    tools: ['nft', 'conntrack'],
+    flush: ['nft', ['flush', 'table', 'ip', 'kube-proxy']],
+    leftovers: async (ns) => (await ns.execOk('nft', ['list', 'tables'])).stdout.split('\n').filter((l) => l.includes('kube-proxy')),
+    tracer: false, // the nftables tracer is not built yet (issue 4); iptables mode proves the tracer
+  },
+};
 
 /** "pod-a 198.18.10.1:40000" → { pod: 'pod-a', from: '198.18.10.1' } */
 function parse(reply: string): { pod: string; from: string } {
@@ -30,7 +46,8 @@ async function tcp(ns: Netns, ip: string, port: number, count: number, timeoutMs
 
 for (const mode of MODES) {
   test(`kernel mode ${mode}: the shared scenario table, with real packets`, { timeout: 300_000 }, async (t) => {
-    if (!(await kernelTestGate(t, { tools: ['iptables', 'iptables-restore', 'conntrack'] }))) return;
+    const info = MODE_INFO[mode];
+    if (!(await kernelTestGate(t, { tools: info.tools }))) return;
     const prefix = `km-${mode}`;
     await cleanupStaleNetns(prefix);
     const rootBefore = await rootNetworkState();
@@ -118,7 +135,7 @@ for (const mode of MODES) {
         }
       });
 
-      await t.test('the tracer\'s predictions (endpoint set, masquerade, verdict) equal what the kernel did', async () => {
+      if (info.tracer) await t.test('the tracer\'s predictions (endpoint set, masquerade, verdict) equal what the kernel did', async () => {
         interface Choice { ip: string; port: number; probability: number; verdict: string; masquerade: boolean }
         const trace = async (ns: Netns, args: string[]): Promise<Choice[]> => {
           const r = await ns.execOk(process.execPath, [KPROXY_BIN, 'trace', '--json', ...args]);
@@ -166,8 +183,8 @@ for (const mode of MODES) {
         assert.ok(!after.some((g) => g.pod === 'pod-b'));
       });
 
-      await t.test('an external `iptables -t nat -F` is repaired within the sync period', async () => {
-        await c.node1.execOk('iptables', ['-w', '5', '-t', 'nat', '-F']);
+      await t.test(`an external \`${info.flush[0]} ${info.flush[1].join(' ')}\` is repaired within the sync period`, async () => {
+        await c.node1.execOk(...info.flush);
         const broken = await runClient<string>(c.node1, ['tcp', WEB, '80', '1', '500']);
         assert.equal(broken.ok, false, 'the flush really broke the service');
         await pollUntil('the ClusterIP to work again', async () => (await runClient<string>(c.node1, ['tcp', WEB, '80', '1', '500'])).ok,
@@ -179,8 +196,7 @@ for (const mode of MODES) {
       await t.test('--cleanup removes every rule kproxy installed', async () => {
         const r = await c.node1.exec(process.execPath, [KPROXY_BIN, '--cleanup']);
         assert.equal(r.code, 0, r.stderr);
-        const left = (await c.node1.execOk('iptables-save', [])).stdout.split('\n').filter((l) => /KUBE-/.test(l));
-        assert.deepEqual(left, []);
+        assert.deepEqual(await info.leftovers(c.node1), []);
       });
     } finally {
       await cluster?.destroy();

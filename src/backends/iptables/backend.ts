@@ -7,9 +7,8 @@
  * atomically); the proxier retries with a full sync.
  */
 import { errorMessage } from '../../core/errors.js';
-import type { ServicePortName } from '../../core/ids.js';
 import type { Snapshot } from '../../core/snapshot.js';
-import { categorizeEndpoints } from '../../core/traffic-policy.js';
+import { UdpConntrackCleaner } from '../conntrack-cleanup.js';
 import type { Logger } from '../../observability/log.js';
 import type { ProxyMetrics } from '../../observability/metrics.js';
 import type { Conntrack } from '../../platform/conntrack.js';
@@ -36,10 +35,11 @@ export class IptablesBackend implements Backend {
   /** The model the kernel holds (last successful restore); undefined before the first. */
   private applied: IptablesModel | undefined;
   private synced = false;
-  /** Whether each UDP service port had a usable endpoint at the last sync. */
-  private readonly udpHadEndpoints = new Map<ServicePortName, boolean>();
+  private readonly conntrack: UdpConntrackCleaner;
 
-  constructor(private readonly opts: IptablesBackendOptions) {}
+  constructor(private readonly opts: IptablesBackendOptions) {
+    this.conntrack = new UdpConntrackCleaner(opts.conntrack, opts.log, opts.metrics);
+  }
 
   /** The exact restore input a full sync of this snapshot writes (for --dry-run). */
   dryRun(snap: Snapshot): string {
@@ -81,7 +81,7 @@ export class IptablesBackend implements Backend {
       this.opts.metrics.iptablesTotal.set({ table }, countRules(model, table));
       this.opts.metrics.iptablesLast.set({ table }, countWritten(text, table));
     }
-    await this.cleanConntrack(snap, firstSync);
+    await this.conntrack.clean(snap, firstSync);
   }
 
   /**
@@ -139,51 +139,6 @@ export class IptablesBackend implements Backend {
       out.set(table, have.filter((c) => OWNED_PREFIXES.some((p) => c.startsWith(p)) && !want.has(c)));
     }
     return out;
-  }
-
-  /**
-   * Upstream's stale-UDP cleanup: flows DNATed to endpoints that are gone, and flows of a UDP
-   * service that had no usable endpoint until now (the kernel cached their REJECT/no-NAT state;
-   * without this a DNS client keeps failing after the first pod comes up).
-   */
-  private async cleanConntrack(snap: Snapshot, firstSync: boolean): Promise<void> {
-    let deleted = 0;
-    const ports = snap.full ? [...snap.servicePorts.keys()] : [...snap.changed];
-    for (const spn of ports) {
-      const sp = snap.servicePorts.get(spn);
-      if (!sp || sp.protocol !== 'UDP') {
-        this.udpHadEndpoints.delete(spn);
-        continue;
-      }
-      const has = categorizeEndpoints(sp, snap.endpoints.get(spn) ?? []).hasAnyEndpoints;
-      const had = this.udpHadEndpoints.get(spn);
-      this.udpHadEndpoints.set(spn, has);
-      // The process's first sync only learns the state: clearing then would cut live flows of
-      // every UDP service whenever kproxy restarts.
-      if (!has || had === true || firstSync) continue;
-      try {
-        for (const ip of [sp.clusterIP, ...sp.externalIPs, ...sp.loadBalancerIPs].filter((x) => x !== '' && x !== 'None')) {
-          deleted += await this.opts.conntrack.clearServiceIP(sp.protocol, ip);
-        }
-        if (sp.nodePort > 0) deleted += await this.opts.conntrack.clearNodePort(sp.protocol, sp.nodePort);
-      } catch (err) {
-        this.opts.log.error('failed to clear conntrack entries of a UDP service that got endpoints', { servicePort: spn, err: errorMessage(err) });
-      }
-    }
-    for (const [spn, gone] of snap.removedEndpoints) {
-      const sp = snap.servicePorts.get(spn) ?? snap.removed.get(spn);
-      if (!sp || sp.protocol !== 'UDP') continue;
-      const ips = [sp.clusterIP, ...sp.externalIPs, ...sp.loadBalancerIPs].filter((ip) => ip !== '' && ip !== 'None');
-      for (const ep of gone) {
-        try {
-          for (const ip of ips) deleted += await this.opts.conntrack.clearServiceEndpoint(sp.protocol, ip, ep.ip);
-          if (sp.nodePort > 0) deleted += await this.opts.conntrack.clearNodePortEndpoint(sp.protocol, sp.nodePort, ep.ip);
-        } catch (err) {
-          this.opts.log.error('failed to clear conntrack entries of a removed UDP endpoint', { servicePort: spn, endpoint: ep.key, err: errorMessage(err) });
-        }
-      }
-    }
-    if (deleted > 0) this.opts.metrics.conntrackCleanups.inc(deleted);
   }
 
   /** iptables mode keeps its rules on exit (as upstream: traffic keeps flowing across restarts). */

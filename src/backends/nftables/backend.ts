@@ -1,0 +1,131 @@
+/**
+ * nftables mode: render the snapshot into upstream's `kube-proxy` table and apply each sync as
+ * one `nft -f -` transaction (the kernel applies it all or nothing). Partial syncs rewrite only
+ * changed chains and diff set/map elements; per-service chains that went stale are flushed at
+ * once and deleted at a later sync, at least a second afterwards (before Linux 6.2 a chain a
+ * just-deleted map element pointed at is still "in use" for a moment, as upstream notes).
+ */
+import { KproxyError } from '../../core/errors.js';
+import type { Snapshot } from '../../core/snapshot.js';
+import type { Logger } from '../../observability/log.js';
+import type { ProxyMetrics } from '../../observability/metrics.js';
+import type { Clock } from '../../platform/clock.js';
+import type { Conntrack } from '../../platform/conntrack.js';
+import type { Exec } from '../../platform/exec.js';
+import type { Backend } from '../backend.js';
+import { UdpConntrackCleaner } from '../conntrack-cleanup.js';
+import type { NftablesModel, NftablesRenderOptions } from './model.js';
+import { TABLE } from './names.js';
+import { renderNftables } from './render.js';
+import { serializeCleanup, serializeDeleteChains, serializeFull, serializePartial, stillStale } from './serialize.js';
+
+export interface NftablesBackendOptions {
+  readonly exec: Exec;
+  readonly conntrack: Conntrack;
+  readonly clock: Clock;
+  readonly log: Logger;
+  readonly metrics: ProxyMetrics;
+  readonly render: NftablesRenderOptions;
+}
+
+/** How long a flushed stale chain waits before it is deleted. */
+const STALE_CHAIN_DELAY_MS = 1000;
+
+export class NftablesBackend implements Backend {
+  readonly mode = 'nftables' as const;
+  private applied: NftablesModel | undefined;
+  private synced = false;
+  /** Stale chains flushed earlier, with when; deleted once the delay has passed. */
+  private readonly pendingStale = new Map<string, number>();
+  private readonly conntrack: UdpConntrackCleaner;
+  private readonly family: 'ip' | 'ip6';
+
+  constructor(private readonly opts: NftablesBackendOptions) {
+    this.conntrack = new UdpConntrackCleaner(opts.conntrack, opts.log, opts.metrics);
+    this.family = opts.render.family === 'IPv6' ? 'ip6' : 'ip';
+  }
+
+  /** The exact transaction a full sync of this snapshot runs (for --dry-run). */
+  dryRun(snap: Snapshot): string {
+    return serializeFull(renderNftables(snap, this.opts.render)).text;
+  }
+
+  private async nft(text: string): Promise<void> {
+    const r = await this.opts.exec('nft', ['-f', '-'], { input: text });
+    if (r.code === 0) return;
+    if (r.code === 127) throw new KproxyError('KP_ERR_NFT_MISSING', 'nftables mode needs the nft tool (Debian package nftables), which is not installed');
+    const lines = text.split('\n');
+    const m = /^\/dev\/stdin:(\d+):/m.exec(r.stderr);
+    const at = m?.[1] ? Number(m[1]) : undefined;
+    const context = at === undefined ? '' : `\n> ${at}: ${lines[at - 1] ?? ''}`;
+    throw new KproxyError('KP_ERR_NFT_APPLY', `nft -f failed (exit ${r.code}): ${r.stderr.trim().split('\n').slice(0, 6).join('\n')}${context}`);
+  }
+
+  /** Chains and sets of our table that exist in the kernel (for a full sync's stale detection). */
+  private async existing(): Promise<{ chains: string[]; sets: string[] }> {
+    const r = await this.opts.exec('nft', ['list', 'table', this.family, TABLE]);
+    if (r.code !== 0) return { chains: [], sets: [] };
+    return {
+      chains: [...r.stdout.matchAll(/^\s*chain (\S+) \{/gm)].map((m) => m[1] ?? ''),
+      sets: [...r.stdout.matchAll(/^\s*(?:set|map) (\S+) \{/gm)].map((m) => m[1] ?? ''),
+    };
+  }
+
+  /** Our table is still there (nobody ran `nft flush ruleset` or deleted it). */
+  private async intact(): Promise<boolean> {
+    const r = await this.opts.exec('nft', ['list', 'chain', this.family, TABLE, 'nat-prerouting']);
+    return r.code === 0 && /jump services/.test(r.stdout);
+  }
+
+  async sync(snap: Snapshot): Promise<void> {
+    const model = renderNftables(snap, this.opts.render);
+    const firstSync = !this.synced;
+    let full = snap.full || this.applied === undefined;
+    if (!full && !(await this.intact())) {
+      this.opts.log.warn('the kube-proxy nftables table was deleted or flushed by someone else; resyncing everything');
+      full = true;
+    }
+    let tx;
+    if (full) {
+      const ex = await this.existing();
+      tx = serializeFull(model, { existingChains: ex.chains, existingSets: ex.sets });
+    } else {
+      tx = serializePartial(model, { previous: this.applied ?? model, changed: snap.changed });
+    }
+    // Chains flushed by an earlier sync and not used again: delete them in this transaction.
+    const now = this.opts.clock.now();
+    const due = stillStale(model, [...this.pendingStale].filter(([, at]) => now - at >= STALE_CHAIN_DELAY_MS).map(([c]) => c));
+    const text = due.length > 0 && !full ? tx.text + serializeDeleteChains(this.family, due) : tx.text;
+    try {
+      await this.nft(text);
+    } catch (err) {
+      this.opts.metrics.nftablesSyncFailures.inc();
+      this.applied = undefined;
+      throw err;
+    }
+    if (!full) for (const c of due) this.pendingStale.delete(c);
+    for (const c of [...this.pendingStale.keys()]) if (model.chains.has(c)) this.pendingStale.delete(c);
+    for (const c of tx.staleChains) if (!this.pendingStale.has(c)) this.pendingStale.set(c, now);
+    this.applied = model;
+    this.synced = true;
+    await this.conntrack.clean(snap, firstSync);
+  }
+
+  /** nftables mode keeps its table on exit (as upstream); `--cleanup` deletes it. */
+  close(): Promise<void> {
+    return Promise.resolve();
+  }
+}
+
+/** `--cleanup` for nftables mode: deletes the kube-proxy tables (both families). */
+export async function removeNftablesRules(exec: Exec): Promise<string[]> {
+  const removed: string[] = [];
+  for (const family of ['ip', 'ip6'] as const) {
+    const r = await exec('nft', ['list', 'table', family, TABLE]);
+    if (r.code !== 0) continue;
+    const d = await exec('nft', ['-f', '-'], { input: serializeCleanup(family) });
+    if (d.code !== 0) throw new KproxyError('KP_ERR_NFT_CLEANUP', `cannot delete table ${family} ${TABLE}: ${d.stderr.trim()}`);
+    removed.push(`${family} ${TABLE}`);
+  }
+  return removed;
+}

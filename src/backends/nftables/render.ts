@@ -1,0 +1,421 @@
+/**
+ * Renders a snapshot into the ruleset upstream kube-proxy's nftables proxier
+ * (pkg/proxy/nftables/proxier.go: setupNFTables + syncProxyRules) programs: same table,
+ * chains, sets, maps, rules and elements. Pure: no node: imports, no clock, no randomness.
+ * Service ports are taken in ServicePortName order (upstream walks a Go map), so output is
+ * deterministic.
+ */
+import type { Endpoint } from '../../core/endpoints.js';
+import type { ServicePortName } from '../../core/ids.js';
+import type { ServicePort } from '../../core/service-port.js';
+import type { Snapshot } from '../../core/snapshot.js';
+import { usable } from '../../core/traffic-policy.js';
+import { canonicalCIDR, canonicalIP } from '../iptables/addr.js';
+import { masqueradeMark } from '../iptables/names.js';
+import type { BaseChainSpec, NftChain, NftElement, NftSet, NftablesModel, NftablesRenderOptions, ServicePortObjects } from './model.js';
+import {
+  CLUSTER_IPS_CHECK, CLUSTER_IPS_SET, FILTER_FORWARD, FILTER_INPUT, FILTER_OUTPUT, FILTER_OUTPUT_POST_DNAT, FILTER_PREROUTING,
+  FIREWALL_CHECK, FIREWALL_IPS_MAP, MARK_MASQ_CHAIN, MASQUERADING_CHAIN, NAT_OUTPUT, NAT_POSTROUTING, NAT_PREROUTING,
+  NODEPORT_ENDPOINTS_CHECK, NODEPORT_IPS_SET, NO_ENDPOINT_NODEPORTS_MAP, NO_ENDPOINT_SERVICES_MAP, REJECT_CHAIN,
+  SERVICES_CHAIN, SERVICE_ENDPOINTS_CHECK, SERVICE_IPS_MAP, SERVICE_NODEPORTS_MAP, TABLE, endpointNames, serviceChainNames,
+} from './names.js';
+
+/** Upstream's base chains: filter chains run before DNAT (dstnat-10), one more after it (dstnat+10). */
+export const BASE_CHAINS: readonly (BaseChainSpec & { readonly name: string })[] = Object.freeze([
+  { name: FILTER_PREROUTING, type: 'filter', hook: 'prerouting', priority: -110 },
+  { name: FILTER_INPUT, type: 'filter', hook: 'input', priority: -110 },
+  { name: FILTER_FORWARD, type: 'filter', hook: 'forward', priority: -110 },
+  { name: FILTER_OUTPUT, type: 'filter', hook: 'output', priority: -110 },
+  { name: FILTER_OUTPUT_POST_DNAT, type: 'filter', hook: 'output', priority: -90 },
+  { name: NAT_PREROUTING, type: 'nat', hook: 'prerouting', priority: -100 },
+  { name: NAT_OUTPUT, type: 'nat', hook: 'output', priority: -100 },
+  { name: NAT_POSTROUTING, type: 'nat', hook: 'postrouting', priority: 100 },
+]);
+
+/** Jumps from base chains into the top-level regular chains, in upstream's order. */
+export const JUMP_CHAINS: readonly { readonly dst: string; readonly src: string; readonly match: string }[] = Object.freeze([
+  { dst: SERVICES_CHAIN, src: NAT_OUTPUT, match: '' },
+  { dst: SERVICES_CHAIN, src: NAT_PREROUTING, match: '' },
+  { dst: MASQUERADING_CHAIN, src: NAT_POSTROUTING, match: '' },
+  { dst: NODEPORT_ENDPOINTS_CHECK, src: FILTER_INPUT, match: 'ct state new' },
+  // reject is only valid in input/forward/output hooks, hence not from filter-prerouting.
+  { dst: SERVICE_ENDPOINTS_CHECK, src: FILTER_INPUT, match: 'ct state new' },
+  { dst: SERVICE_ENDPOINTS_CHECK, src: FILTER_FORWARD, match: 'ct state new' },
+  { dst: SERVICE_ENDPOINTS_CHECK, src: FILTER_OUTPUT, match: 'ct state new' },
+  { dst: FIREWALL_CHECK, src: FILTER_PREROUTING, match: 'ct state new' },
+  { dst: FIREWALL_CHECK, src: FILTER_OUTPUT, match: 'ct state new' },
+  { dst: CLUSTER_IPS_CHECK, src: FILTER_FORWARD, match: 'ct state new' },
+  { dst: CLUSTER_IPS_CHECK, src: FILTER_OUTPUT_POST_DNAT, match: 'ct state new' },
+]);
+
+class ModelBuilder {
+  readonly chains = new Map<string, { name: string; base?: BaseChainSpec; comment?: string; rules: string[] }>();
+  readonly sets = new Map<string, NftSet>();
+  readonly elements = new Map<string, NftElement[]>();
+
+  chain(name: string, extra: { base?: BaseChainSpec; comment?: string } = {}): void {
+    if (this.chains.has(name)) return; // upstream's ensureChain: declared once
+    this.chains.set(name, { name, ...extra, rules: [] });
+  }
+
+  rule(chain: string, body: string, comment?: string): void {
+    const c = this.chains.get(chain);
+    if (!c) throw new Error(`nftables render: rule for undeclared chain ${chain}`);
+    c.rules.push(comment === undefined ? body : `${body} comment ${quote(comment)}`);
+  }
+
+  set(s: NftSet): void {
+    if (!this.sets.has(s.name)) this.sets.set(s.name, s);
+    if (s.kind === 'map' || !s.name.startsWith('affinity-')) {
+      if (!this.elements.has(s.name)) this.elements.set(s.name, []);
+    }
+  }
+
+  element(set: string, e: NftElement): void {
+    const list = this.elements.get(set);
+    if (!list) throw new Error(`nftables render: element for undeclared set ${set}`);
+    // A key appears once per set; the first writer wins (as the kernel would refuse a second add).
+    if (list.some((x) => x.key === e.key)) return;
+    list.push(e);
+  }
+}
+
+/** nft string literal. Service port names hold only [a-z0-9-./:], so no escaping is needed. */
+export function quote(text: string): string {
+  return `"${text.replace(/["\\]/g, '')}"`;
+}
+
+interface PortView {
+  readonly sp: ServicePort;
+  readonly clusterIP: string;
+  readonly externalIPs: readonly string[];
+  readonly loadBalancerIPs: readonly string[];
+  readonly sourceRanges: readonly { readonly cidr: string; contains(ip: string): boolean }[];
+  readonly endpoints: readonly Endpoint[];
+}
+
+function validPort(p: number): boolean {
+  return Number.isInteger(p) && p >= 1 && p <= 65535;
+}
+
+function viewOf(sp: ServicePort, eps: readonly Endpoint[], family: 'IPv4' | 'IPv6'): PortView | string | undefined {
+  if (sp.clusterIP === '' || sp.clusterIP === 'None') return undefined;
+  const cip = canonicalIP(sp.clusterIP);
+  if (!cip) return `invalid cluster IP ${JSON.stringify(sp.clusterIP)}`;
+  if (cip.family !== family) return undefined;
+  if (!validPort(sp.port)) return `invalid port ${sp.port}`;
+  if (sp.nodePort !== 0 && !validPort(sp.nodePort)) return `invalid node port ${sp.nodePort}`;
+  const ips = (list: readonly string[]): string[] => {
+    const out: string[] = [];
+    for (const t of list) {
+      const c = canonicalIP(t);
+      if (c && c.family === family && !out.includes(c.ip)) out.push(c.ip);
+    }
+    return out;
+  };
+  const sourceRanges: { cidr: string; contains(ip: string): boolean }[] = [];
+  for (const t of sp.loadBalancerSourceRanges) {
+    const c = canonicalCIDR(t);
+    if (c && c.family === family && !sourceRanges.some((r) => r.cidr === c.cidr)) sourceRanges.push(c);
+  }
+  const endpoints = eps.filter((e) => validPort(e.port) && e.ip.includes(':') === (family === 'IPv6'));
+  return { sp, clusterIP: cip.ip, externalIPs: ips(sp.externalIPs), loadBalancerIPs: ips(sp.loadBalancerIPs), sourceRanges, endpoints };
+}
+
+function compareNames(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+export function renderNftables(snap: Snapshot, options: NftablesRenderOptions): NftablesModel {
+  const family = options.family;
+  const v6 = family === 'IPv6';
+  const ipX = v6 ? 'ip6' : 'ip';
+  const addrType = v6 ? 'ipv6_addr' : 'ipv4_addr';
+  const noLocalhost = v6 ? 'ip6 daddr != ::1' : 'ip daddr != 127.0.0.0/8';
+  const mark = masqueradeMark(options.masqueradeBit);
+
+  const npCIDRs = options.nodePortAddresses
+    .map((t) => canonicalCIDR(t))
+    .filter((c): c is NonNullable<typeof c> => c !== undefined && c.family === family);
+  const matchAll = npCIDRs.length === 0 || npCIDRs.some((c) => c.cidr.endsWith('/0'));
+
+  const localCIDR = options.clusterCIDRs.map((t) => canonicalCIDR(t)).find((c) => c !== undefined && c.family === family);
+  const ifLocal = localCIDR ? `${ipX} saddr ${localCIDR.cidr}` : undefined;
+  const ifNotLocal = localCIDR ? `${ipX} saddr != ${localCIDR.cidr}` : undefined;
+
+  const primaryNodeIP = options.primaryNodeIP ?? options.nodeIPs.find((ip) => {
+    const c = canonicalIP(ip);
+    return c !== undefined && c.family === family && !c.ip.startsWith('127.') && c.ip !== '::1';
+  });
+
+  const b = new ModelBuilder();
+  const absentSets: string[] = [];
+
+  // --- setupNFTables: base chains, jumps, top-level chains.
+  for (const bc of BASE_CHAINS) b.chain(bc.name, { base: { type: bc.type, hook: bc.hook, priority: bc.priority } });
+  for (const j of JUMP_CHAINS) {
+    b.chain(j.dst);
+    b.rule(j.src, j.match === '' ? `jump ${j.dst}` : `${j.match} jump ${j.dst}`);
+  }
+  b.chain(MARK_MASQ_CHAIN);
+  b.rule(MARK_MASQ_CHAIN, `mark set mark or ${mark}`);
+  b.rule(MASQUERADING_CHAIN, `mark and ${mark} == 0 return`);
+  // Clear the mark so a packet that traverses the stack again is not masqueraded twice.
+  b.rule(MASQUERADING_CHAIN, `mark set mark xor ${mark}`);
+  b.rule(MASQUERADING_CHAIN, 'masquerade fully-random');
+
+  b.set({ name: CLUSTER_IPS_SET, kind: 'set', type: addrType, comment: 'Active ClusterIPs' });
+  b.set({ name: NODEPORT_IPS_SET, kind: 'set', type: addrType, comment: 'IPs that accept NodePort traffic' });
+  if (matchAll) {
+    absentSets.push(NODEPORT_IPS_SET);
+  } else {
+    for (const text of options.nodeIPs) {
+      const c = canonicalIP(text);
+      if (!c || c.family !== family) continue;
+      if (c.ip.startsWith('127.') || c.ip === '::1') continue; // localhost NodePorts are not supported
+      b.element(NODEPORT_IPS_SET, { key: c.ip });
+    }
+  }
+
+  b.set({ name: NO_ENDPOINT_SERVICES_MAP, kind: 'map', type: `${addrType} . inet_proto . inet_service : verdict`, comment: 'vmap to drop or reject packets to services with no endpoints' });
+  b.set({ name: NO_ENDPOINT_NODEPORTS_MAP, kind: 'map', type: 'inet_proto . inet_service : verdict', comment: 'vmap to drop or reject packets to service nodeports with no endpoints' });
+  b.chain(REJECT_CHAIN, { comment: 'helper for @no-endpoint-services / @no-endpoint-nodeports' });
+  b.rule(REJECT_CHAIN, 'reject');
+
+  b.rule(SERVICE_ENDPOINTS_CHECK, `${ipX} daddr . meta l4proto . th dport vmap @${NO_ENDPOINT_SERVICES_MAP}`);
+  b.rule(NODEPORT_ENDPOINTS_CHECK, matchAll
+    ? `fib daddr type local ${noLocalhost} meta l4proto . th dport vmap @${NO_ENDPOINT_NODEPORTS_MAP}`
+    : `${ipX} daddr @${NODEPORT_IPS_SET} meta l4proto . th dport vmap @${NO_ENDPOINT_NODEPORTS_MAP}`);
+
+  b.rule(CLUSTER_IPS_CHECK, `${ipX} daddr @${CLUSTER_IPS_SET} reject`, 'Reject traffic to invalid ports of ClusterIPs');
+  const serviceCIDRs = (options.serviceCIDRs ?? [])
+    .map((t) => canonicalCIDR(t))
+    .filter((c): c is NonNullable<typeof c> => c !== undefined && c.family === family)
+    .map((c) => c.cidr);
+  if (serviceCIDRs.length > 0) {
+    b.rule(CLUSTER_IPS_CHECK, `${ipX} daddr { ${[...new Set(serviceCIDRs)].join(', ')} } drop`, 'Drop traffic to unallocated ClusterIPs');
+  }
+
+  b.set({ name: FIREWALL_IPS_MAP, kind: 'map', type: `${addrType} . inet_proto . inet_service : verdict`, comment: 'destinations that are subject to LoadBalancerSourceRanges' });
+  b.rule(FIREWALL_CHECK, `${ipX} daddr . meta l4proto . th dport vmap @${FIREWALL_IPS_MAP}`);
+
+  b.set({ name: SERVICE_IPS_MAP, kind: 'map', type: `${addrType} . inet_proto . inet_service : verdict`, comment: 'ClusterIP, ExternalIP and LoadBalancer IP traffic' });
+  b.set({ name: SERVICE_NODEPORTS_MAP, kind: 'map', type: 'inet_proto . inet_service : verdict', comment: 'NodePort traffic' });
+  b.rule(SERVICES_CHAIN, `${ipX} daddr . meta l4proto . th dport vmap @${SERVICE_IPS_MAP}`);
+  b.rule(SERVICES_CHAIN, matchAll
+    ? `fib daddr type local ${noLocalhost} meta l4proto . th dport vmap @${SERVICE_NODEPORTS_MAP}`
+    : `${ipX} daddr @${NODEPORT_IPS_SET} meta l4proto . th dport vmap @${SERVICE_NODEPORTS_MAP}`);
+
+  // --- syncProxyRules: per service port.
+  const skipped = new Map<ServicePortName, string>();
+  const views: PortView[] = [];
+  for (const name of [...snap.servicePorts.keys()].sort(compareNames)) {
+    const sp = snap.servicePorts.get(name);
+    if (!sp) continue;
+    const v = viewOf(sp, snap.endpoints.get(name) ?? [], family);
+    if (typeof v === 'string') skipped.set(name, v);
+    else if (v !== undefined) views.push(v);
+  }
+
+  const servicePorts = new Map<ServicePortName, ServicePortObjects>();
+  let noLocalInternal = 0;
+  let noLocalExternal = 0;
+
+  for (const v of views) {
+    const { sp } = v;
+    const spn: string = sp.name;
+    const proto = sp.protocol.toLowerCase();
+    const port = String(sp.port);
+    const names = serviceChainNames(sp.name, proto);
+    const ownedChains: string[] = [];
+    const ownedSets: string[] = [];
+    const ownedElements = new Map<string, string[]>();
+    const chain = (name: string): void => {
+      if (!b.chains.has(name)) ownedChains.push(name);
+      b.chain(name);
+    };
+    const element = (set: string, e: NftElement): void => {
+      b.element(set, e);
+      let l = ownedElements.get(set);
+      if (!l) ownedElements.set(set, (l = []));
+      if (!l.includes(e.key)) l.push(e.key);
+    };
+    const epNames = (e: Endpoint): { chain: string; affinitySet: string } => endpointNames(sp.name, proto, e.key);
+
+    const externallyAccessible = sp.nodePort !== 0 || v.loadBalancerIPs.length > 0 || v.externalIPs.length > 0;
+    const usesClusterEndpoints = !sp.internalPolicyLocal || externallyAccessible;
+    const usesLocalEndpoints = sp.internalPolicyLocal || (sp.externalPolicyLocal && externallyAccessible);
+    const isLocal = (e: Endpoint): boolean => (options.nodeName !== '' ? e.nodeName === options.nodeName : e.isLocal);
+
+    // Upstream's CategorizeEndpoints (no topology hints).
+    const clusterEndpoints = usesClusterEndpoints ? usable(v.endpoints) : [];
+    const localEndpoints = usesLocalEndpoints ? usable(v.endpoints.filter(isLocal)) : [];
+    const hasEndpoints = v.endpoints.some((e) => e.ready || (e.serving && e.terminating));
+    let reachable: readonly Endpoint[];
+    if (!usesLocalEndpoints) reachable = clusterEndpoints;
+    else if (!usesClusterEndpoints) reachable = localEndpoints;
+    else if (localEndpoints.every((e) => e.ready)) reachable = clusterEndpoints;
+    else reachable = [...clusterEndpoints, ...localEndpoints.filter((l) => !clusterEndpoints.some((c) => c.key === l.key))];
+
+    for (const e of reachable) chain(epNames(e).chain);
+
+    const clusterPolicyChain = names.cluster;
+    const usesClusterPolicyChain = clusterEndpoints.length > 0 && usesClusterEndpoints;
+    if (usesClusterPolicyChain) chain(clusterPolicyChain);
+    const localPolicyChain = names.local;
+    const usesLocalPolicyChain = localEndpoints.length > 0 && usesLocalEndpoints;
+    if (usesLocalPolicyChain) chain(localPolicyChain);
+
+    let internalTrafficChain = clusterPolicyChain;
+    let hasInternalEndpoints = hasEndpoints;
+    if (sp.internalPolicyLocal) {
+      internalTrafficChain = localPolicyChain;
+      if (localEndpoints.length === 0) hasInternalEndpoints = false;
+    }
+    let externalPolicyChain = clusterPolicyChain;
+    let hasExternalEndpoints = hasEndpoints;
+    if (sp.externalPolicyLocal) {
+      externalPolicyChain = localPolicyChain;
+      if (localEndpoints.length === 0) hasExternalEndpoints = false;
+    }
+    const externalTrafficChain = names.external;
+    // On hasEndpoints, not hasExternalEndpoints: the local-traffic short-circuits are needed anyway.
+    const usesExternalTrafficChain = hasEndpoints && externallyAccessible;
+    if (usesExternalTrafficChain) chain(externalTrafficChain);
+
+    let internalVerdict = '';
+    let externalVerdict = '';
+    if (!hasEndpoints) {
+      internalVerdict = `goto ${REJECT_CHAIN}`;
+      externalVerdict = `goto ${REJECT_CHAIN}`;
+    } else {
+      if (!hasInternalEndpoints) {
+        internalVerdict = 'drop';
+        noLocalInternal++;
+      }
+      if (!hasExternalEndpoints) {
+        externalVerdict = 'drop';
+        noLocalExternal++;
+      }
+    }
+
+    const key = (ip: string): string => `${ip} . ${proto} . ${port}`;
+    element(CLUSTER_IPS_SET, { key: v.clusterIP });
+    if (hasInternalEndpoints) {
+      element(SERVICE_IPS_MAP, { key: key(v.clusterIP), value: `goto ${internalTrafficChain}` });
+    } else {
+      element(NO_ENDPOINT_SERVICES_MAP, { key: key(v.clusterIP), value: internalVerdict, comment: spn });
+    }
+
+    for (const ip of v.externalIPs) {
+      if (hasEndpoints) element(SERVICE_IPS_MAP, { key: key(ip), value: `goto ${externalTrafficChain}` });
+      if (!hasExternalEndpoints) element(NO_ENDPOINT_SERVICES_MAP, { key: key(ip), value: externalVerdict, comment: spn });
+    }
+
+    const usesFWChain = v.loadBalancerIPs.length > 0 && v.sourceRanges.length > 0;
+    const fwChain = names.firewall;
+    if (usesFWChain) {
+      chain(fwChain);
+      const sources = v.sourceRanges.map((r) => r.cidr);
+      if (primaryNodeIP !== undefined && v.sourceRanges.some((r) => r.contains(primaryNodeIP))) {
+        // A VIP-like LB IP that is local loops back with the LB IP as source.
+        sources.push(...v.loadBalancerIPs);
+      }
+      b.rule(fwChain, `${ipX} saddr != { ${sources.join(', ')} } drop`);
+    }
+    for (const ip of v.loadBalancerIPs) {
+      if (hasEndpoints) element(SERVICE_IPS_MAP, { key: key(ip), value: `goto ${externalTrafficChain}` });
+      if (usesFWChain) element(FIREWALL_IPS_MAP, { key: key(ip), value: `goto ${fwChain}`, comment: spn });
+    }
+    if (!hasExternalEndpoints) {
+      for (const ip of v.loadBalancerIPs) element(NO_ENDPOINT_SERVICES_MAP, { key: key(ip), value: externalVerdict, comment: spn });
+    }
+
+    if (sp.nodePort !== 0) {
+      const npKey = `${proto} . ${sp.nodePort}`;
+      // NodePorts are not subject to loadBalancerSourceRanges (upstream keeps it so).
+      if (hasEndpoints) element(SERVICE_NODEPORTS_MAP, { key: npKey, value: `goto ${externalTrafficChain}` });
+      if (!hasExternalEndpoints) element(NO_ENDPOINT_NODEPORTS_MAP, { key: npKey, value: externalVerdict, comment: spn });
+    }
+
+    // The chain is reached through the vmap keyed on address, protocol and port, so matching the
+    // address is enough (upstream's newer rules leave out the port too).
+    if (hasInternalEndpoints) {
+      if (options.masqueradeAll) {
+        b.rule(internalTrafficChain, `${ipX} daddr ${v.clusterIP} jump ${MARK_MASQ_CHAIN}`);
+      } else if (ifNotLocal !== undefined) {
+        // Off-cluster traffic routed to a service VIP may bounce off-node: masquerade it.
+        b.rule(internalTrafficChain, `${ipX} daddr ${v.clusterIP} ${ifNotLocal} jump ${MARK_MASQ_CHAIN}`);
+      }
+    }
+
+    if (usesExternalTrafficChain) {
+      if (!sp.externalPolicyLocal) {
+        // Endpoints may be on other nodes: masquerade so replies come back through this node.
+        b.rule(externalTrafficChain, `jump ${MARK_MASQ_CHAIN}`);
+      } else {
+        if (ifLocal !== undefined) {
+          // Pods reaching an external destination get Cluster policy (as if via the real LB).
+          b.rule(externalTrafficChain, `${ifLocal} goto ${clusterPolicyChain}`, 'short-circuit pod traffic');
+        }
+        // The node itself: its source would be the (local) external IP, so masquerade, and use Cluster policy.
+        b.rule(externalTrafficChain, `fib saddr type local jump ${MARK_MASQ_CHAIN}`, 'masquerade local traffic');
+        b.rule(externalTrafficChain, `fib saddr type local goto ${clusterPolicyChain}`, 'short-circuit local traffic');
+      }
+      if (hasExternalEndpoints) b.rule(externalTrafficChain, `goto ${externalPolicyChain}`);
+    }
+
+    const affinity = sp.affinityTimeoutSeconds > 0;
+    if (affinity) {
+      for (const e of reachable) {
+        const set = epNames(e).affinitySet;
+        if (!b.sets.has(set)) ownedSets.push(set);
+        // "dynamic": the kernel adds it anyway, and a later add without it would look like a flag change.
+        b.set({ name: set, kind: 'set', type: addrType, flags: ['dynamic', 'timeout'], timeoutSeconds: sp.affinityTimeoutSeconds });
+      }
+    }
+
+    const toEndpoints = (svcChain: string, eps: readonly Endpoint[]): void => {
+      if (affinity) {
+        for (const e of eps) {
+          const n = epNames(e);
+          b.rule(svcChain, `${ipX} saddr @${n.affinitySet} goto ${n.chain}`);
+        }
+      }
+      const vmap = eps.map((e, i) => `${i} : goto ${epNames(e).chain}`).join(' , ');
+      b.rule(svcChain, `numgen random mod ${eps.length} vmap { ${vmap} }`);
+    };
+    if (usesClusterPolicyChain) toEndpoints(clusterPolicyChain, clusterEndpoints);
+    if (usesLocalPolicyChain) toEndpoints(localPolicyChain, localEndpoints);
+
+    for (const e of reachable) {
+      const n = epNames(e);
+      // Hairpin: a pod reaching itself through the service must be SNATed.
+      b.rule(n.chain, `${ipX} saddr ${canonicalIP(e.ip)?.ip ?? e.ip} jump ${MARK_MASQ_CHAIN}`);
+      if (affinity) b.rule(n.chain, `update @${n.affinitySet} { ${ipX} saddr }`);
+      b.rule(n.chain, `meta l4proto ${proto} dnat to ${e.key}`);
+    }
+
+    servicePorts.set(sp.name, Object.freeze({
+      chains: Object.freeze(ownedChains),
+      affinitySets: Object.freeze(ownedSets),
+      elements: ownedElements,
+    }));
+  }
+
+  const chains = new Map<string, NftChain>();
+  for (const [name, c] of b.chains) chains.set(name, Object.freeze({ ...c, rules: Object.freeze(c.rules) }));
+  const elements = new Map<string, readonly NftElement[]>();
+  for (const [name, l] of b.elements) elements.set(name, Object.freeze(l));
+  return Object.freeze({
+    family: v6 ? 'ip6' : 'ip',
+    table: TABLE,
+    chains,
+    sets: b.sets,
+    elements,
+    absentSets: Object.freeze(absentSets),
+    servicePorts,
+    skipped,
+    noLocalEndpoints: Object.freeze({ internal: noLocalInternal, external: noLocalExternal }),
+  });
+}

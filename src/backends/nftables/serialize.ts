@@ -1,0 +1,215 @@
+/**
+ * Deterministic `nft -f -` transactions for a model. One transaction per sync, applied
+ * atomically by the kernel: it either all happens or none of it does.
+ *
+ * Stale per-service chains are flushed, not deleted: with kernels before 6.2, deleting a map
+ * element that points at a chain leaves the chain "in use" for a short while, so deleting the
+ * chain in the same transaction can fail. Like upstream, the caller deletes them in a later
+ * transaction (`serializeDeleteChains`) once a second or so has passed.
+ */
+import type { NftChain, NftElement, NftFamily, NftSet, NftablesModel } from './model.js';
+import type { ServicePortName } from '../../core/ids.js';
+import { quote } from './render.js';
+import { TABLE, isAffinitySetName, isServiceChainName } from './names.js';
+
+export interface NftTransaction {
+  /** The `nft -f -` input. */
+  readonly text: string;
+  /** Per-service chains this transaction flushed because nothing uses them any more: delete them later. */
+  readonly staleChains: readonly string[];
+}
+
+const TABLE_COMMENT = 'rules for kube-proxy';
+
+function prefix(model: { readonly family: NftFamily; readonly table: string }): string {
+  return `${model.family} ${model.table}`;
+}
+
+function chainDecl(p: string, c: NftChain): string {
+  const parts: string[] = [];
+  if (c.base) parts.push(`type ${c.base.type} hook ${c.base.hook} priority ${c.base.priority} ;`);
+  if (c.comment !== undefined) parts.push(`comment ${quote(c.comment)} ;`);
+  return parts.length === 0 ? `add chain ${p} ${c.name}` : `add chain ${p} ${c.name} { ${parts.join(' ')} }`;
+}
+
+function setDecl(p: string, s: NftSet): string {
+  const parts = [`type ${s.type} ;`];
+  if (s.flags && s.flags.length > 0) parts.push(`flags ${s.flags.join(',')} ;`);
+  if (s.timeoutSeconds !== undefined) parts.push(`timeout ${s.timeoutSeconds}s ;`);
+  if (s.comment !== undefined) parts.push(`comment ${quote(s.comment)} ;`);
+  return `add ${s.kind} ${p} ${s.name} { ${parts.join(' ')} }`;
+}
+
+function elementText(e: NftElement): string {
+  let t = e.key;
+  if (e.comment !== undefined) t += ` comment ${quote(e.comment)}`;
+  if (e.value !== undefined) t += ` : ${e.value}`;
+  return t;
+}
+
+function addElement(p: string, set: NftSet, e: NftElement): string {
+  return `add element ${p} ${set.name} { ${elementText(e)} }`;
+}
+
+function ruleLines(p: string, c: NftChain): string[] {
+  return c.rules.map((r) => `add rule ${p} ${c.name} ${r}`);
+}
+
+function sameChain(a: NftChain, b: NftChain): boolean {
+  if (a.rules.length !== b.rules.length || a.comment !== b.comment) return false;
+  if (JSON.stringify(a.base) !== JSON.stringify(b.base)) return false;
+  return a.rules.every((r, i) => r === b.rules[i]);
+}
+
+function sameElement(a: NftElement, b: NftElement): boolean {
+  return a.key === b.key && a.value === b.value && a.comment === b.comment;
+}
+
+export interface FullSyncOptions {
+  /** Chains that exist now (from `nft list chains`, or the previous model): unused per-service ones get flushed. */
+  readonly existingChains?: Iterable<string>;
+  /** Sets that exist now: unused affinity-* sets get deleted (no element refers to them). */
+  readonly existingSets?: Iterable<string>;
+}
+
+/**
+ * Upstream's full sync: add the table, add and flush every chain, add every set and map and
+ * flush the shared ones (affinity sets keep their entries), write every rule and element, then
+ * flush stale per-service chains and delete stale affinity sets.
+ */
+export function serializeFull(model: NftablesModel, options: FullSyncOptions = {}): NftTransaction {
+  const p = prefix(model);
+  const out: string[] = [`add table ${p} { comment ${quote(TABLE_COMMENT)} ; }`];
+  for (const c of model.chains.values()) out.push(chainDecl(p, c), `flush chain ${p} ${c.name}`);
+  for (const s of model.sets.values()) {
+    out.push(setDecl(p, s));
+    if (model.absentSets.includes(s.name)) out.push(`delete ${s.kind} ${p} ${s.name}`);
+    else if (!isAffinitySetName(s.name)) out.push(`flush ${s.kind} ${p} ${s.name}`);
+  }
+  for (const c of model.chains.values()) out.push(...ruleLines(p, c));
+  for (const [name, elems] of model.elements) {
+    const s = model.sets.get(name);
+    if (!s || model.absentSets.includes(name)) continue;
+    for (const e of elems) out.push(addElement(p, s, e));
+  }
+  const staleChains: string[] = [];
+  for (const c of new Set(options.existingChains ?? [])) {
+    if (isServiceChainName(c) && !model.chains.has(c)) {
+      out.push(`flush chain ${p} ${c}`);
+      staleChains.push(c);
+    }
+  }
+  for (const s of new Set(options.existingSets ?? [])) {
+    if (isAffinitySetName(s) && !model.sets.has(s)) out.push(`delete set ${p} ${s}`);
+  }
+  return Object.freeze({ text: out.join('\n') + '\n', staleChains: Object.freeze(staleChains) });
+}
+
+export interface PartialSyncOptions {
+  /** The model that is installed now (the last successful sync's). */
+  readonly previous: NftablesModel;
+  /** Service ports whose chains must be rewritten even if they look unchanged (the snapshot's `changed`). */
+  readonly changed?: Iterable<ServicePortName>;
+}
+
+/**
+ * Only what differs from `previous`: chains that are new, changed, or belong to a changed service
+ * port are added, flushed and rewritten; set and map elements are diffed (deleted and added one
+ * by one, never flushed); per-service chains no longer used are flushed and returned as
+ * `staleChains`; affinity sets no longer used are deleted. Identical models give only `add table`.
+ * A set whose definition changed is deleted and re-added (its entries are lost, as a new
+ * timeout needs). A change of family or of a base chain's hook needs a full sync.
+ */
+export function serializePartial(model: NftablesModel, options: PartialSyncOptions): NftTransaction {
+  const prev = options.previous;
+  if (prev.family !== model.family || prev.table !== model.table) {
+    throw new Error(`nftables partial sync: previous model is for ${prefix(prev)}, not ${prefix(model)}`);
+  }
+  const p = prefix(model);
+  const forced = new Set<string>();
+  for (const spn of options.changed ?? []) for (const c of model.servicePorts.get(spn)?.chains ?? []) forced.add(c);
+
+  // Sets whose definition changed (an affinity timeout): the kernel cannot change one in place, so
+  // they are deleted and re-added after every chain that refers to them has been flushed.
+  const redefined: NftSet[] = [];
+  for (const s of model.sets.values()) {
+    const old = prev.sets.get(s.name);
+    if (old !== undefined && JSON.stringify(old) !== JSON.stringify(s)) redefined.push(s);
+  }
+  for (const s of redefined) {
+    for (const c of model.chains.values()) if (c.rules.some((r) => r.includes(`@${s.name} `))) forced.add(c.name);
+  }
+
+  const out: string[] = [`add table ${p} { comment ${quote(TABLE_COMMENT)} ; }`];
+
+  // Sets and maps that are new, or that must vanish now.
+  for (const s of model.sets.values()) {
+    const wasAbsent = !prev.sets.has(s.name) || prev.absentSets.includes(s.name);
+    const isAbsent = model.absentSets.includes(s.name);
+    if (!prev.sets.has(s.name)) out.push(setDecl(p, s));
+    if (isAbsent && !wasAbsent) out.push(setDecl(p, s), `delete ${s.kind} ${p} ${s.name}`);
+    else if (!isAbsent && wasAbsent && prev.sets.has(s.name)) out.push(setDecl(p, s));
+  }
+
+  // Chains: declare all new ones first (rules and elements may refer to any of them).
+  const rewrite: NftChain[] = [];
+  for (const c of model.chains.values()) {
+    const old = prev.chains.get(c.name);
+    if (old === undefined || forced.has(c.name) || !sameChain(old, c)) {
+      out.push(chainDecl(p, c), `flush chain ${p} ${c.name}`);
+      rewrite.push(c);
+    }
+  }
+  for (const s of redefined) out.push(`delete ${s.kind} ${p} ${s.name}`, setDecl(p, s));
+  for (const c of rewrite) out.push(...ruleLines(p, c));
+
+  // Elements: deletions, then additions (a changed value is a delete and an add).
+  const adds: string[] = [];
+  for (const [name, elems] of model.elements) {
+    const s = model.sets.get(name);
+    if (!s || model.absentSets.includes(name)) continue;
+    const before = prev.absentSets.includes(name) ? [] : prev.elements.get(name) ?? [];
+    const beforeByKey = new Map(before.map((e) => [e.key, e]));
+    const nowByKey = new Map(elems.map((e) => [e.key, e]));
+    for (const e of before) {
+      const now = nowByKey.get(e.key);
+      if (now === undefined || !sameElement(now, e)) out.push(`delete element ${p} ${name} { ${e.key} }`);
+    }
+    for (const e of elems) {
+      const was = beforeByKey.get(e.key);
+      if (was === undefined || !sameElement(was, e)) adds.push(addElement(p, s, e));
+    }
+  }
+  out.push(...adds);
+
+  const staleChains: string[] = [];
+  for (const c of prev.chains.keys()) {
+    if (isServiceChainName(c) && !model.chains.has(c)) {
+      out.push(`flush chain ${p} ${c}`);
+      staleChains.push(c);
+    }
+  }
+  for (const s of prev.sets.keys()) {
+    if (isAffinitySetName(s) && !model.sets.has(s)) out.push(`delete set ${p} ${s}`);
+  }
+  return Object.freeze({ text: out.join('\n') + '\n', staleChains: Object.freeze(staleChains) });
+}
+
+/** The later transaction that deletes chains a sync flushed as stale. Empty text for none. */
+export function serializeDeleteChains(family: NftFamily, chains: Iterable<string>): string {
+  const lines = [...chains].map((c) => `delete chain ${family} ${TABLE} ${c}`);
+  return lines.length === 0 ? '' : lines.join('\n') + '\n';
+}
+
+/** Removes everything kube-proxy installed for a family; `add` first makes it idempotent. */
+export function serializeCleanup(family: NftFamily): string {
+  return `add table ${family} ${TABLE}\ndelete table ${family} ${TABLE}\n`;
+}
+
+/**
+ * Of the chains waiting for deletion, those the model does not use again (a chain flushed as
+ * stale may come back before its deletion, as upstream's staleChains bookkeeping allows for).
+ */
+export function stillStale(model: NftablesModel, pending: Iterable<string>): string[] {
+  return [...new Set(pending)].filter((c) => !model.chains.has(c));
+}

@@ -1,0 +1,49 @@
+/** nftables names, checked against names in upstream's pkg/proxy/nftables/proxier_test.go. */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { namespacedName, servicePortName } from '../../../src/core/ids.js';
+import {
+  endpointNames, hashAndTruncate, isAffinitySetName, isServiceChainName, serviceChainNames,
+} from '../../../src/backends/nftables/names.js';
+
+const spn = (ns: string, name: string, port: string) => servicePortName(namespacedName(ns, name), port);
+
+test('service chain names match upstream', () => {
+  const cases: [string, string, string, string][] = [
+    ['ns1', 'svc1', 'TCP', 'service-ULMVA6XW-ns1/svc1/tcp/p80'],
+    ['ns3', 'svc3', 'tcp', 'service-4AT6LBPK-ns3/svc3/tcp/p80'],
+    ['ns4', 'svc4', 'tcp', 'service-LAUZTJTB-ns4/svc4/tcp/p80'],
+    ['ns5', 'svc5', 'tcp', 'service-HVFWP5L3-ns5/svc5/tcp/p80'],
+  ];
+  for (const [ns, name, proto, want] of cases) assert.equal(serviceChainNames(spn(ns, name, 'p80'), proto).cluster, want);
+  const n = serviceChainNames(spn('ns5', 'svc5', 'p80'), 'tcp');
+  assert.equal(n.external, 'external-HVFWP5L3-ns5/svc5/tcp/p80');
+  assert.equal(n.firewall, 'firewall-HVFWP5L3-ns5/svc5/tcp/p80');
+  assert.equal(n.local, 'local-HVFWP5L3-ns5/svc5/tcp/p80');
+});
+
+test('endpoint chain and affinity set names match upstream', () => {
+  const cases: [string, string, string, string][] = [
+    ['ns1', 'svc1', '10.180.0.1:80', 'endpoint-5OJB2KTY-ns1/svc1/tcp/p80__10.180.0.1/80'],
+    ['ns3', 'svc3', '10.180.0.3:80', 'endpoint-UEIP74TE-ns3/svc3/tcp/p80__10.180.0.3/80'],
+    ['ns4', 'svc4', '10.180.0.4:80', 'endpoint-UNZV3OEC-ns4/svc4/tcp/p80__10.180.0.4/80'],
+    ['ns4', 'svc4', '10.180.0.5:80', 'endpoint-5RFCDDV7-ns4/svc4/tcp/p80__10.180.0.5/80'],
+    ['ns5', 'svc5', '10.180.0.3:80', 'endpoint-GTK6MW7G-ns5/svc5/tcp/p80__10.180.0.3/80'],
+    // IPv6: colons become dots.
+    ['ns1', 'svc1', '[fd00:10:180::1]:80', 'endpoint-ZVRFLKHO-ns1/svc1/tcp/p80__fd00.10.180..1/80'],
+  ];
+  for (const [ns, name, e, want] of cases) assert.equal(endpointNames(spn(ns, name, 'p80'), 'TCP', e).chain, want);
+  assert.equal(endpointNames(spn('ns5', 'svc5', 'p80'), 'tcp', '10.180.0.3:80').affinitySet, 'affinity-GTK6MW7G-ns5/svc5/tcp/p80__10.180.0.3/80');
+});
+
+test('unnamed port, truncation, classifiers', () => {
+  assert.match(serviceChainNames(spn('ns', 'svc', ''), 'udp').cluster, /^service-[A-Z2-7]{8}-ns\/svc\/udp\/$/);
+  const long = hashAndTruncate('x'.repeat(300));
+  assert.equal(long.length, 240);
+  assert.ok(long.endsWith('...'));
+  assert.ok(isServiceChainName('service-ULMVA6XW-ns1/svc1/tcp/p80'));
+  assert.ok(!isServiceChainName('services'));
+  assert.ok(!isServiceChainName('reject-chain'));
+  assert.ok(isAffinitySetName('affinity-GTK6MW7G-ns5/svc5/tcp/p80__10.180.0.3/80'));
+  assert.ok(!isAffinitySetName('cluster-ips'));
+});

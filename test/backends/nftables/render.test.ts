@@ -1,0 +1,169 @@
+/**
+ * nftables render + full serialization, checked by golden files (test/golden/nftables/, each
+ * also checked by the real `nft -c` in nft-check.test.ts). Regenerate with UPDATE_GOLDEN=1 and
+ * read the diff before committing.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { namespacedName, servicePortName } from '../../../src/core/ids.js';
+import { renderNftables } from '../../../src/backends/nftables/render.js';
+import { assertGolden } from '../../helpers/golden.js';
+import { ep, slice, svc } from '../../helpers/objects.js';
+import { NODE, OPTS, port, snapshot, text, type Obj } from './fixture.js';
+
+const spn = (ns: string, name: string, p: string) => servicePortName(namespacedName(ns, name), p);
+
+/** Upstream's TestOverallNFTablesRules world. */
+export function overall(): Obj[] {
+  return [
+    svc('ns1', 'svc1', { clusterIP: '172.30.0.41', ports: [port('p80', 80)] }),
+    svc('ns2', 'svc2', {
+      type: 'LoadBalancer', externalTrafficPolicy: 'Local', clusterIP: '172.30.0.42',
+      ports: [port('p80', 80, 'TCP', 3001)], loadBalancerIPs: ['1.2.3.4'], externalIPs: ['192.168.99.22'], healthCheckNodePort: 30000,
+    }),
+    svc('ns3', 'svc3', { type: 'NodePort', clusterIP: '172.30.0.43', ports: [port('p80', 80, 'TCP', 3003)] }),
+    svc('ns4', 'svc4', { type: 'NodePort', clusterIP: '172.30.0.44', externalIPs: ['192.168.99.33'], ports: [port('p80', 80)] }),
+    svc('ns5', 'svc5', {
+      type: 'LoadBalancer', clusterIP: '172.30.0.45', ports: [port('p80', 80, 'TCP', 3002)], loadBalancerIPs: ['5.6.7.8'],
+      healthCheckNodePort: 30000, loadBalancerSourceRanges: [' 203.0.113.0/25'], sessionAffinity: 'ClientIP', sessionAffinityTimeoutSeconds: 10800,
+    }),
+    svc('ns6', 'svc6', { clusterIP: '172.30.0.46', ports: [port('p80', 80)] }),
+    slice('ns1', 'svc1-1', 'svc1', [ep('10.180.0.1')], { portName: 'p80', port: 80 }),
+    slice('ns2', 'svc2-1', 'svc2', [ep('10.180.0.2')], { portName: 'p80', port: 80 }),
+    slice('ns3', 'svc3-1', 'svc3', [ep('10.180.0.3')], { portName: 'p80', port: 80 }),
+    slice('ns4', 'svc4-1', 'svc4', [ep('10.180.0.4'), ep('10.180.0.5', { nodeName: NODE })], { portName: 'p80', port: 80 }),
+    slice('ns5', 'svc5-1', 'svc5', [ep('10.180.0.3')], { portName: 'p80', port: 80 }),
+  ];
+}
+
+const p80 = { portName: 'p80', port: 80 } as const;
+
+export const GOLDEN_CASES: readonly { readonly name: string; readonly text: () => string }[] = [
+  { name: 'overall', text: () => text(overall()) },
+  {
+    name: 'clusterip', text: () => text([
+      svc('ns1', 'svc1', { clusterIP: '172.30.0.41', ports: [port('p80', 80)] }),
+      slice('ns1', 'svc1-1', 'svc1', [ep('10.180.0.1'), ep('10.180.0.2'), ep('10.180.0.3')], p80),
+    ]),
+  },
+  {
+    name: 'no-endpoints', text: () => text([
+      svc('ns1', 'svc1', { type: 'NodePort', clusterIP: '172.30.0.41', externalIPs: ['192.168.99.11'], ports: [port('p80', 80, 'TCP', 3001)] }),
+      slice('ns1', 'svc1-1', 'svc1', [ep('10.180.0.1', { ready: false })], p80),
+    ]),
+  },
+  {
+    name: 'nodeport', text: () => text([
+      svc('ns1', 'svc1', { type: 'NodePort', clusterIP: '172.30.0.41', ports: [port('p80', 80, 'TCP', 3001)] }),
+      slice('ns1', 'svc1-1', 'svc1', [ep('10.180.0.1'), ep('10.180.0.2')], p80),
+    ]),
+  },
+  {
+    name: 'nodeport-addresses', text: () => text([
+      svc('ns1', 'svc1', { type: 'NodePort', clusterIP: '172.30.0.41', ports: [port('p80', 80, 'TCP', 3001)] }),
+      slice('ns1', 'svc1-1', 'svc1', [ep('10.180.0.1')], p80),
+    ], { ...OPTS, nodePortAddresses: ['192.168.0.0/24'], nodeIPs: ['192.168.0.2', '127.0.0.1'] }),
+  },
+  {
+    name: 'loadbalancer-source-ranges', text: () => text([
+      svc('ns1', 'svc1', {
+        type: 'LoadBalancer', clusterIP: '172.30.0.41', ports: [port('p80', 80, 'TCP', 3001)], loadBalancerIPs: ['1.2.3.4'],
+        loadBalancerSourceRanges: ['203.0.113.0/25', '192.168.0.0/24'],
+      }),
+      slice('ns1', 'svc1-1', 'svc1', [ep('10.180.0.1')], p80),
+    ]),
+  },
+  {
+    name: 'external-ips', text: () => text([
+      svc('ns1', 'svc1', { clusterIP: '172.30.0.41', externalIPs: ['192.168.99.11', '192.168.99.12'], ports: [port('p80', 80)] }),
+      slice('ns1', 'svc1-1', 'svc1', [ep('10.180.0.1')], p80),
+    ]),
+  },
+  {
+    name: 'etp-local', text: () => text([
+      svc('ns1', 'svc1', {
+        type: 'LoadBalancer', externalTrafficPolicy: 'Local', clusterIP: '172.30.0.41', ports: [port('p80', 80, 'TCP', 3001)],
+        loadBalancerIPs: ['1.2.3.4'], healthCheckNodePort: 30000,
+      }),
+      slice('ns1', 'svc1-1', 'svc1', [ep('10.180.0.1'), ep('10.180.0.2', { nodeName: NODE })], p80),
+    ]),
+  },
+  {
+    name: 'etp-local-no-local-endpoints', text: () => text([
+      svc('ns1', 'svc1', {
+        type: 'LoadBalancer', externalTrafficPolicy: 'Local', clusterIP: '172.30.0.41', ports: [port('p80', 80, 'TCP', 3001)],
+        loadBalancerIPs: ['1.2.3.4'], healthCheckNodePort: 30000,
+      }),
+      slice('ns1', 'svc1-1', 'svc1', [ep('10.180.0.1', { nodeName: 'other-node' })], p80),
+    ]),
+  },
+  {
+    name: 'itp-local-no-local-endpoints', text: () => text([
+      svc('ns1', 'svc1', { internalTrafficPolicy: 'Local', clusterIP: '172.30.0.41', ports: [port('p80', 80)] }),
+      slice('ns1', 'svc1-1', 'svc1', [ep('10.180.0.1', { nodeName: 'other-node' })], p80),
+    ]),
+  },
+  {
+    name: 'affinity', text: () => text([
+      svc('ns1', 'svc1', { clusterIP: '172.30.0.41', ports: [port('p80', 80)], sessionAffinity: 'ClientIP', sessionAffinityTimeoutSeconds: 10800 }),
+      slice('ns1', 'svc1-1', 'svc1', [ep('10.180.0.1'), ep('10.180.0.2')], p80),
+    ]),
+  },
+  {
+    name: 'masquerade-all', text: () => text([
+      svc('ns1', 'svc1', { clusterIP: '172.30.0.41', ports: [port('p80', 80)] }),
+      slice('ns1', 'svc1-1', 'svc1', [ep('10.180.0.1')], p80),
+    ], { ...OPTS, masqueradeAll: true, clusterCIDRs: [], masqueradeBit: 5, serviceCIDRs: ['172.30.0.0/16'] }),
+  },
+  {
+    name: 'udp-sctp', text: () => text([
+      svc('ns1', 'dns', { clusterIP: '172.30.0.10', ports: [port('dns', 53, 'UDP'), port('dns-tcp', 53, 'TCP')] }),
+      slice('ns1', 'dns-1', 'dns', [ep('10.180.0.1')], { portName: 'dns', port: 5353, protocol: 'UDP' }),
+      slice('ns1', 'dns-2', 'dns', [ep('10.180.0.1')], { portName: 'dns-tcp', port: 5353, protocol: 'TCP' }),
+      svc('ns2', 'sctp', { clusterIP: '172.30.0.11', ports: [port('s', 9999, 'SCTP')] }),
+      slice('ns2', 'sctp-1', 'sctp', [ep('10.180.0.2')], { portName: 's', port: 9999, protocol: 'SCTP' }),
+    ]),
+  },
+  {
+    name: 'ipv6', text: () => text([
+      svc('ns1', 'svc1', { type: 'NodePort', clusterIP: 'fd00:172:30::41', clusterIPs: ['fd00:172:30::41'], ports: [port('p80', 80, 'TCP', 3001)] }),
+      { ...slice('ns1', 'svc1-1', 'svc1', [ep('fd00:10:180::1')], p80), addressType: 'IPv6' },
+    ], { ...OPTS, family: 'IPv6', nodeIPs: ['fd00::2'], clusterCIDRs: ['fd00:10::/64'] }),
+  },
+];
+
+for (const c of GOLDEN_CASES) {
+  test(`golden: ${c.name}`, () => assertGolden(`nftables/${c.name}.nft`, c.text()));
+}
+
+test('ownership: each service port lists its chains, affinity sets and elements', () => {
+  const m = renderNftables(snapshot(overall()), OPTS);
+  const svc5 = m.servicePorts.get(spn('ns5', 'svc5', 'p80'));
+  assert.ok(svc5);
+  assert.deepEqual([...svc5.chains].sort(), [
+    'endpoint-GTK6MW7G-ns5/svc5/tcp/p80__10.180.0.3/80', 'external-HVFWP5L3-ns5/svc5/tcp/p80',
+    'firewall-HVFWP5L3-ns5/svc5/tcp/p80', 'service-HVFWP5L3-ns5/svc5/tcp/p80',
+  ]);
+  assert.deepEqual(svc5.affinitySets, ['affinity-GTK6MW7G-ns5/svc5/tcp/p80__10.180.0.3/80']);
+  assert.deepEqual(svc5.elements.get('firewall-ips'), ['5.6.7.8 . tcp . 80']);
+  assert.deepEqual(svc5.elements.get('service-nodeports'), ['tcp . 3002']);
+  // svc6 has no endpoints: only a reject element, no chains.
+  const svc6 = m.servicePorts.get(spn('ns6', 'svc6', 'p80'));
+  assert.deepEqual(svc6?.chains, []);
+  assert.deepEqual(svc6?.elements.get('no-endpoint-services'), ['172.30.0.46 . tcp . 80']);
+  // svc2: Local policy without a local endpoint.
+  assert.deepEqual(m.noLocalEndpoints, { internal: 0, external: 1 });
+});
+
+test('render is pure: same snapshot, same model text', () => {
+  assert.equal(text(overall()), text(overall()));
+});
+
+test('invalid service ports are skipped with a reason; other families ignored', () => {
+  const m = renderNftables(snapshot([
+    svc('ns1', 'bad', { clusterIP: '172.30.0.300', ports: [port('p80', 80)] }),
+    svc('ns1', 'v6', { clusterIP: 'fd00::1', ports: [port('p80', 80)] }),
+  ]), OPTS);
+  assert.match(m.skipped.get(spn('ns1', 'bad', 'p80')) ?? '', /invalid cluster IP/);
+  assert.equal(m.servicePorts.size, 0);
+});
