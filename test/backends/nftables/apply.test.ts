@@ -1,0 +1,90 @@
+/** nftables mode's apply step against a fake exec: one transaction per sync, delayed stale deletes, failures. */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { NftablesBackend } from '../../../src/backends/nftables/backend.js';
+import { SnapshotBuilder } from '../../../src/core/snapshot.js';
+import { memoryLogger } from '../../../src/observability/log.js';
+import { ProxyMetrics } from '../../../src/observability/metrics.js';
+import { FakeClock } from '../../../src/platform/clock.js';
+import { Conntrack } from '../../../src/platform/conntrack.js';
+import { FakeExec, type ExecCall } from '../../../src/platform/exec.js';
+import { ep, slice, svc } from '../../helpers/objects.js';
+
+function setup() {
+  const fake = new FakeExec();
+  // The table exists and is intact after the first sync.
+  fake.respond((c) => c.cmd === 'nft' && c.args[0] === 'list' && c.args[1] === 'chain', { stdout: 'table ip kube-proxy {\n chain nat-prerouting {\n  jump services\n }\n}\n' });
+  const metrics = new ProxyMetrics();
+  const log = memoryLogger();
+  const clock = new FakeClock();
+  const backend = new NftablesBackend({
+    exec: fake.exec, conntrack: new Conntrack(fake.exec), clock, log, metrics,
+    render: { nodeName: 'n1', nodeIPs: ['198.18.200.1'], nodePortAddresses: [], clusterCIDRs: ['198.18.0.0/19'], masqueradeAll: false, masqueradeBit: 14, family: 'IPv4' },
+  });
+  return { fake, metrics, log, clock, backend, builder: new SnapshotBuilder('n1') };
+}
+
+const txs = (calls: readonly ExecCall[]): string[] => calls.filter((c) => c.cmd === 'nft' && c.args[0] === '-f').map((c) => c.input ?? '');
+
+test('each sync is exactly one nft transaction; a partial one only touches the changed service', async () => {
+  const { fake, backend, builder } = setup();
+  builder.handle({ kind: 'Service', type: 'add', object: svc('ns1', 'web') });
+  builder.handle({ kind: 'Service', type: 'add', object: svc('ns1', 'db', { clusterIP: '198.18.100.2' }) });
+  const w = slice('ns1', 'w', 'web', [ep('198.18.10.2'), ep('198.18.10.3')]);
+  builder.handle({ kind: 'EndpointSlice', type: 'add', object: w });
+  builder.handle({ kind: 'EndpointSlice', type: 'add', object: slice('ns1', 'd', 'db', [ep('198.18.10.4')]) });
+  await backend.sync(builder.next());
+  assert.equal(txs(fake.calls).length, 1);
+  assert.match(txs(fake.calls)[0] ?? '', /^add table ip kube-proxy/);
+  fake.calls.length = 0;
+  builder.handle({ kind: 'EndpointSlice', type: 'update', previous: w, object: slice('ns1', 'w', 'web', [ep('198.18.10.2')]) });
+  await backend.sync(builder.next());
+  const [tx, ...more] = txs(fake.calls);
+  assert.equal(more.length, 0);
+  assert.ok(tx);
+  assert.doesNotMatch(tx, /198\.18\.10\.4/, 'the unchanged service is not rewritten');
+  assert.match(tx, /flush chain ip kube-proxy endpoint-\S+-ns1\/web\/tcp\/http__198\.18\.10\.3\/8080/, 'the stale endpoint chain is flushed now');
+  assert.doesNotMatch(tx, /delete chain/, 'and not deleted in the same transaction');
+});
+
+test('stale chains are deleted by a later sync, at least a second after they were flushed', async () => {
+  const { fake, backend, builder, clock } = setup();
+  builder.handle({ kind: 'Service', type: 'add', object: svc('ns1', 'web') });
+  const w = slice('ns1', 'w', 'web', [ep('198.18.10.2'), ep('198.18.10.3')]);
+  builder.handle({ kind: 'EndpointSlice', type: 'add', object: w });
+  await backend.sync(builder.next());
+  builder.handle({ kind: 'EndpointSlice', type: 'update', previous: w, object: slice('ns1', 'w', 'web', [ep('198.18.10.2')]) });
+  await backend.sync(builder.next());
+  fake.calls.length = 0;
+  await clock.advance(500);
+  await backend.sync(builder.next());
+  assert.doesNotMatch(txs(fake.calls).join(''), /delete chain/, 'too early');
+  await clock.advance(600);
+  fake.calls.length = 0;
+  await backend.sync(builder.next());
+  assert.match(txs(fake.calls).join(''), /delete chain ip kube-proxy endpoint-\S+__198\.18\.10\.3\/8080/);
+  fake.calls.length = 0;
+  await clock.advance(2000);
+  await backend.sync(builder.next());
+  assert.doesNotMatch(txs(fake.calls).join(''), /delete chain/, 'deleted once');
+});
+
+test('a failed transaction is counted and thrown, and the next sync is full; a missing nft says what to install', async () => {
+  const { fake, backend, builder, metrics } = setup();
+  builder.handle({ kind: 'Service', type: 'add', object: svc('ns1', 'web') });
+  await backend.sync(builder.next());
+  let fail = true;
+  fake.respond((c) => c.cmd === 'nft' && c.args[0] === '-f' && fail, { code: 1, stderr: '/dev/stdin:3:1-20: Error: Could not process rule: No such file or directory\n' });
+  builder.handle({ kind: 'EndpointSlice', type: 'add', object: slice('ns1', 'w', 'web', [ep('198.18.10.2')]) });
+  await assert.rejects(backend.sync(builder.next()), /nft -f failed \(exit 1\)[\s\S]*> 3: /);
+  assert.match(await metrics.text(), /kubeproxy_sync_proxy_rules_nftables_sync_failures_total 1/);
+  fail = false;
+  fake.calls.length = 0;
+  await backend.sync(builder.next());
+  assert.ok(fake.calls.some((c) => c.cmd === 'nft' && c.args[0] === 'list' && c.args[1] === 'table'), 'a full sync reads what exists');
+
+  const missing = setup();
+  missing.fake.respond((c) => c.cmd === 'nft', { code: 127 });
+  missing.builder.handle({ kind: 'Service', type: 'add', object: svc('ns1', 'web') });
+  await assert.rejects(missing.backend.sync(missing.builder.next()), /needs the nft tool \(Debian package nftables\)/);
+});
