@@ -24,6 +24,7 @@ import { realExec, type Exec } from '../platform/exec.js';
 import { Iptables } from '../platform/iptables.js';
 import { traceCommand } from '../netfilter/trace-cli.js';
 import { ManifestSource } from '../sources/files/source.js';
+import { KubernetesSource } from '../sources/kubernetes/source.js';
 import { Proxier } from '../sync/proxier.js';
 
 export interface Running {
@@ -95,10 +96,15 @@ export async function start(config: ProxyConfig, options: { log?: Logger; exec?:
       nodeName: config.hostnameOverride,
       onProblem: (p) => log.error('problem in manifests', { code: p.code, where: p.where, reason: p.message }),
     });
-  } else if (config.kubeconfig !== undefined || config.master !== undefined) {
-    throw new KproxyError('KP_ERR_SOURCE_UNAVAILABLE', 'the Kubernetes API source is not available in this build yet; use --manifests PATH');
   } else {
-    throw new ConfigError('no source of Services: give --manifests PATH (a file or folder of manifests), or --kubeconfig/--master for a cluster');
+    // --kubeconfig / --master, or (neither given) in-cluster service-account configuration, as upstream.
+    source = new KubernetesSource({
+      kubeconfig: config.kubeconfig,
+      master: config.master,
+      nodeName: config.hostnameOverride,
+      onProblem: (p) => log.error('problem in API objects', { code: p.code, where: p.where, reason: p.message }),
+      log,
+    });
   }
   const proxier = new Proxier({
     backend, nodeName: config.hostnameOverride, clock: realClock, sources: [source.name],

@@ -81,8 +81,8 @@ test('CLI: bad flags exit 2 with one line; --help exits 0 and describes every fl
   assert.equal(unknown.status, 2);
   assert.match(unknown.stderr, /^kproxy: unknown option --frobnicate\n$/);
   const nosrc = spawnSync(process.execPath, [BIN, '--healthz-bind-address', '', '--metrics-bind-address', ''], { encoding: 'utf8' });
-  assert.equal(nosrc.status, 2);
-  assert.match(nosrc.stderr, /no source of Services: give --manifests PATH/);
+  assert.equal(nosrc.status, 1, 'no manifests and no cluster configuration: upstream falls back to in-cluster, which is not there');
+  assert.match(nosrc.stderr, /neither --kubeconfig nor --master was given, and this is not running in a cluster/);
   const help = spawnSync(process.execPath, [BIN, '--help'], { encoding: 'utf8' });
   assert.equal(help.status, 0);
   for (const flag of ['--proxy-mode', '--manifests', '--kubeconfig', '--master', '--config', '--hostname-override', '--bind-address',
