@@ -107,7 +107,8 @@ async function main(): Promise<void> {
   }
   const sizes = (process.env.BENCH_SIZES ?? '10,1000,10000').split(',').map(Number);
   const lines = ['mode     | services | apply     | connect median | p90      | median vs 10 services'];
-  for (const mode of ['nftables', 'iptables'] as const) {
+  const modes = (process.env.BENCH_MODES ?? 'nftables,iptables').split(',') as ('nftables' | 'iptables')[];
+  for (const mode of modes) {
     let base = NaN;
     for (const n of sizes) {
       const m = await measure(mode, n);

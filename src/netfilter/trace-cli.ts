@@ -1,6 +1,7 @@
 /**
- * `kproxy trace`: reads a ruleset (a file given with --from, an `iptables-save` dump or an
- * `iptables-restore` input such as `--dry-run` output; or `iptables-save` of the current
+ * `kproxy trace`: reads a ruleset (files given with --from: `iptables-save` dumps,
+ * `iptables-restore` inputs such as `--dry-run` output, or `nft -j list ruleset` JSON, told apart
+ * by content; or, without --from, both `iptables-save` and `nft -j list ruleset` of the current
  * namespace) and prints what the datapath does with the first packet of a connection.
  * Exit status: 0 traced, 1 the ruleset could not be read, 2 bad arguments (one line).
  */
@@ -12,7 +13,9 @@ import type { Exec } from '../platform/exec.js';
 import { IptablesEvaluator, parseIpsetSave } from './iptables-eval.js';
 import { parseIptablesSave, type Ruleset } from './iptables-save.js';
 import { withKubeProxyJumps } from './kube-jumps.js';
-import { formatTrace, ipFamilyOf, tracePacket, type NodeContext, type Protocol, type TracePacket } from './trace.js';
+import { NftablesEvaluator } from './nft-eval.js';
+import { looksLikeNftJson, mergeNftRulesets, parseNftJson, withoutTables, type NftRuleset } from './nft-ruleset.js';
+import { formatTrace, ipFamilyOf, tracePacket, type NodeContext, type Protocol, type RulesetEvaluator, type TracePacket } from './trace.js';
 
 export interface TraceDeps {
   readonly exec: Exec;
@@ -27,8 +30,9 @@ export const TRACE_USAGE = `usage: kproxy trace --src IP [--sport N] --dst IP --
                     [--from FILE ...] [--ipsets FILE] [--node-ip IP ...] [--in-interface NAME]
                     [--local] [--json]
 Walks the first packet of a new connection through the netfilter hooks and the installed rules.
-  --from FILE        iptables-save dump or iptables-restore input (repeat to layer files, as --noflush);
-                     default: iptables-save of the current network namespace
+  --from FILE        iptables-save dump or iptables-restore input (repeat to layer files, as --noflush),
+                     or an nft -j list ruleset JSON file (told apart by content);
+                     default: iptables-save and nft -j list ruleset of the current network namespace
   --ipsets FILE      ipset save output, for -m set rules (IPVS mode)
   --node-ip IP       an address of this node (repeatable; 127.0.0.0/8 is always local)
   --local            the packet is generated on this node (default: it arrives from outside)
@@ -95,15 +99,44 @@ export async function traceCommand(argv: string[], deps: TraceDeps): Promise<num
   const v6 = ipFamilyOf(packet.dst) === 'ipv6';
   const notes: string[] = [];
   let rs: Ruleset | undefined;
+  let nft: NftRuleset | undefined;
   const read = deps.readFile ?? ((p: string) => readFile(p, 'utf8'));
   try {
     if (v.from !== undefined) {
-      for (const f of v.from) rs = parseIptablesSave(await read(f), rs);
+      for (const f of v.from) {
+        const text = await read(f);
+        if (looksLikeNftJson(text)) nft = mergeNftRulesets(nft, parseNftJson(text));
+        else rs = parseIptablesSave(text, rs);
+      }
     } else {
       const tool = v6 ? 'ip6tables-save' : 'iptables-save';
       const r = await deps.exec(tool, []);
-      if (r.code !== 0) { deps.stderr(`kproxy trace: ${tool} failed (exit ${r.code}): ${r.stderr.trim().split('\n')[0] ?? ''}\n`); return 1; }
-      rs = parseIptablesSave(r.stdout);
+      const n = await deps.exec('nft', ['-j', 'list', 'ruleset']);
+      const failure = (t: string, x: { code: number; stderr: string }): string => `${t} failed (exit ${x.code}): ${x.stderr.trim().split('\n')[0] ?? ''}`;
+      if (r.code !== 0 && n.code !== 0) {
+        deps.stderr(`kproxy trace: ${failure(tool, r)}\nkproxy trace: ${failure('nft -j list ruleset', n)}\n`);
+        return 1;
+      }
+      if (r.code === 0) rs = parseIptablesSave(r.stdout);
+      else notes.push(`${failure(tool, r)}: tracing nftables only`);
+      if (n.code === 0 && n.stdout.trim() !== '') {
+        try {
+          nft = parseNftJson(n.stdout);
+        } catch (e) {
+          if (!rs) throw e;
+          notes.push(`nft -j list ruleset gave no usable JSON (${errorMessage(e)}): tracing iptables only`);
+        }
+      } else if (n.code !== 0) notes.push(`${failure('nft -j list ruleset', n)}: tracing iptables only`);
+      // With iptables-nft, the iptables tables show up in both dumps: evaluate them once.
+      if (rs && nft) {
+        const iptTables = rs.tables;
+        const fam = v6 ? 'ip6' : 'ip';
+        const dup = [...nft.tables.values()].filter((t) => t.family === fam && iptTables.has(t.name)).map((t) => `${t.family} ${t.name}`);
+        if (dup.length > 0) {
+          nft = withoutTables(nft, dup);
+          notes.push(`nft tables ${dup.join(', ')} are ${tool}'s (iptables-nft): traced once, as iptables`);
+        }
+      }
       if (nodeIPs.length === 0) {
         nodeIPs = (deps.hostAddresses ?? localAddresses)(v6 ? 'IPv6' : 'IPv4');
         notes.push('node addresses taken from this host\'s interfaces');
@@ -113,9 +146,18 @@ export async function traceCommand(argv: string[], deps: TraceDeps): Promise<num
     deps.stderr(`kproxy trace: cannot read the ruleset: ${errorMessage(e)}\n`);
     return 1;
   }
-  if (!rs) return 1;
-  const j = withKubeProxyJumps(rs);
-  if (j.note !== undefined) notes.push(j.note);
+  if (!rs && !nft) return 1;
+  const evaluators: RulesetEvaluator[] = [];
+  if (rs) {
+    const j = withKubeProxyJumps(rs);
+    if (j.note !== undefined) notes.push(j.note);
+    evaluators.push(new IptablesEvaluator(j.ruleset));
+  }
+  if (nft) {
+    for (const sk of nft.skipped) notes.push(`nft dump: skipped ${sk}`);
+    // A dump of the live namespace holds the affinity sets' current contents.
+    evaluators.push(new NftablesEvaluator(nft, v6 ? 'ipv6' : 'ipv4', { affinity: v.from === undefined ? 'dump' : 'fork' }));
+  }
   let ipsets: NodeContext['ipsets'];
   if (v.ipsets !== undefined) {
     try { ipsets = parseIpsetSave(await read(v.ipsets)); } catch (e) { deps.stderr(`kproxy trace: cannot read ${v.ipsets}: ${errorMessage(e)}\n`); return 1; }
@@ -126,7 +168,7 @@ export async function traceCommand(argv: string[], deps: TraceDeps): Promise<num
   }
   if (nodeIPs.length === 0) notes.push('no --node-ip given: only 127.0.0.0/8 counts as local');
   const node: NodeContext = { localAddresses: nodeIPs, ...(ipsets ? { ipsets } : {}) };
-  const result = tracePacket(packet, node, [new IptablesEvaluator(j.ruleset)], notes);
+  const result = tracePacket(packet, node, evaluators, notes);
   deps.stdout(v.json === true ? JSON.stringify(result, null, 2) + '\n' : formatTrace(result));
   return 0;
 }

@@ -28,7 +28,7 @@ const MODE_INFO: Record<Mode, { tools: string[]; flush: [string, string[]]; left
     tools: ['nft', 'conntrack'],
     flush: ['nft', ['flush', 'table', 'ip', 'kube-proxy']],
     leftovers: async (ns) => (await ns.execOk('nft', ['list', 'tables'])).stdout.split('\n').filter((l) => l.includes('kube-proxy')),
-    tracer: false, // the nftables tracer is not built yet (issue 4); iptables mode proves the tracer
+    tracer: true,
   },
 };
 
