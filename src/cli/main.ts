@@ -94,7 +94,10 @@ export async function start(config: ProxyConfig, options: { log?: Logger; exec?:
     source = new ManifestSource({
       path: config.manifests,
       nodeName: config.hostnameOverride,
-      onProblem: (p) => log.error('problem in manifests', { code: p.code, where: p.where, reason: p.message }),
+      onProblem: (p) => {
+        metrics.sourceProblems.inc({ source: 'files', code: p.code });
+        log.error('problem in manifests', { code: p.code, where: p.where, reason: p.message });
+      },
     });
   } else {
     // --kubeconfig / --master, or (neither given) in-cluster service-account configuration, as upstream.
@@ -102,7 +105,10 @@ export async function start(config: ProxyConfig, options: { log?: Logger; exec?:
       kubeconfig: config.kubeconfig,
       master: config.master,
       nodeName: config.hostnameOverride,
-      onProblem: (p) => log.error('problem in API objects', { code: p.code, where: p.where, reason: p.message }),
+      onProblem: (p) => {
+        metrics.sourceProblems.inc({ source: 'kubernetes', code: p.code });
+        log.error('problem in API objects', { code: p.code, where: p.where, reason: p.message });
+      },
       log,
     });
   }

@@ -90,6 +90,12 @@ export class ProxyMetrics {
     help: 'Cumulative proxy nftables sync failures',
     registers: [this.registry],
   });
+  readonly sourceProblems = new Counter({
+    name: 'kproxy_source_problems_total',
+    help: 'Objects or files a source reported as invalid (each skipped and logged with where and why), by problem code',
+    labelNames: ['source', 'code'],
+    registers: [this.registry],
+  });
   readonly skippedServicePorts = new Gauge({
     name: 'kproxy_sync_proxy_rules_skipped_service_ports',
     help: 'Service ports not programmed because they are invalid for this backend (each is logged with its reason)',

@@ -126,7 +126,7 @@ test('CLI userspace mode: serves, follows manifest edits within a second, surviv
     const metrics = (await get(METRICS, '/metrics')).body;
     for (const name of ['kubeproxy_sync_proxy_rules_duration_seconds_bucket', 'kubeproxy_sync_proxy_rules_last_timestamp_seconds',
       'kubeproxy_sync_proxy_rules_last_queued_timestamp_seconds', 'kubeproxy_sync_proxy_rules_service_changes_total',
-      'kubeproxy_sync_proxy_rules_endpoint_changes_total', 'kproxy_userspace_endpoint_active_connections']) {
+      'kubeproxy_sync_proxy_rules_endpoint_changes_total', 'kproxy_userspace_endpoint_active_connections', 'kproxy_source_problems_total{source="files",code="KP_ERR_MANIFEST_INVALID_IP"}']) {
       assert.ok(metrics.includes(name), `metrics has ${name}`);
     }
 
