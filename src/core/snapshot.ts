@@ -27,7 +27,14 @@ export interface Snapshot {
   readonly removedEndpoints: ReadonlyMap<ServicePortName, readonly Endpoint[]>;
   /** True when everything must be (re)programmed: the first snapshot, or after a node change. */
   readonly full: boolean;
+  /**
+   * `endpoints.kubernetes.io/last-change-trigger-time` (ms since the epoch) of the EndpointSlices
+   * that changed since the previous snapshot: when the change that this sync programs happened.
+   */
+  readonly triggerTimes: readonly number[];
 }
+
+export const TRIGGER_TIME_ANNOTATION = 'endpoints.kubernetes.io/last-change-trigger-time';
 
 export interface SnapshotCounters {
   serviceChanges: number;
@@ -91,6 +98,7 @@ export class SnapshotBuilder {
   next(forceFull = false): Snapshot {
     const prev = this.current;
     const dirtyServices = new Set<NamespacedName>();
+    const triggerTimes: number[] = [];
     for (const [id, ch] of this.serviceTracker.drain()) {
       if (ch.current) this.services.set(id, ch.current);
       else this.services.delete(id);
@@ -104,6 +112,9 @@ export class SnapshotBuilder {
         this.sliceOwner.delete(id);
       }
       if (ch.current) {
+        const trigger = ch.current.annotations[TRIGGER_TIME_ANNOTATION];
+        const at = trigger === undefined ? NaN : Date.parse(trigger);
+        if (Number.isFinite(at)) triggerTimes.push(at);
         const owner = namespacedName(ch.current.namespace, ch.current.serviceName);
         let m = this.slicesByService.get(owner);
         if (!m) this.slicesByService.set(owner, (m = new Map()));
@@ -164,6 +175,7 @@ export class SnapshotBuilder {
       removed,
       removedEndpoints,
       full,
+      triggerTimes,
     });
     this.current = snap;
     return snap;

@@ -27,6 +27,13 @@ export class ProxyMetrics {
     buckets: SYNC_BUCKETS,
     registers: [this.registry],
   });
+  readonly networkProgrammingDuration = new Histogram({
+    name: 'kubeproxy_network_programming_duration_seconds',
+    help: 'In Cluster Network Programming Latency in seconds',
+    // Upstream's buckets: 0.25 s steps to 1 s, 1 s steps to 59 s, 5 s steps to 115 s, 30 s steps to 300 s.
+    buckets: [0.25, 0.5, ...Array.from({ length: 59 }, (_, i) => i + 1), ...Array.from({ length: 12 }, (_, i) => 60 + 5 * i), ...Array.from({ length: 7 }, (_, i) => 120 + 30 * i)],
+    registers: [this.registry],
+  });
   readonly lastSync = new Gauge({
     name: 'kubeproxy_sync_proxy_rules_last_timestamp_seconds',
     help: 'The last time proxy rules were successfully synced',

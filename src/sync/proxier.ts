@@ -116,6 +116,11 @@ export class Proxier {
     this.opts.metrics.syncDuration.observe(seconds);
     (snap.full ? this.opts.metrics.syncFullDuration : this.opts.metrics.syncPartialDuration).observe(seconds);
     this.opts.metrics.lastSync.set(this.opts.clock.wallNow() / 1000);
+    // Upstream: from the change that triggered the endpoints update to its rules being in place.
+    for (const at of snap.triggerTimes) {
+      const s = (this.opts.clock.wallNow() - at) / 1000;
+      if (s >= 0) this.opts.metrics.networkProgrammingDuration.observe(s);
+    }
     this.opts.metrics.serviceChangesPending.set(0);
     this.opts.metrics.endpointChangesPending.set(0);
     if (!this.builder.pending) this.opts.health.updated();

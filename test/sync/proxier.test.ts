@@ -112,3 +112,18 @@ test('proxier: health turns unhealthy when queued changes wait past the timeout,
   assert.equal(health.livez().healthy, true);
   await p.close();
 });
+
+test('proxier: kubeproxy_network_programming_duration_seconds measures from the slice\'s last-change-trigger-time', async () => {
+  const { clock, p, metrics } = setup();
+  p.handle({ kind: 'synced', source: 'files' });
+  await clock.advance(0);
+  const changedAt = new Date(clock.wallNow() - 2_000).toISOString();
+  const s = { ...slice('ns1', 'w', 'web', [ep('198.18.0.1')]), annotations: { 'endpoints.kubernetes.io/last-change-trigger-time': changedAt } };
+  p.handle({ kind: 'EndpointSlice', type: 'add', object: s });
+  await clock.advance(1000);
+  const text = await metrics.text();
+  assert.match(text, /kubeproxy_network_programming_duration_seconds_count 1/);
+  const sum = Number(/kubeproxy_network_programming_duration_seconds_sum (\S+)/.exec(text)?.[1]);
+  assert.ok(sum >= 2.9 && sum <= 3.1, `2 s before the event plus the 1 s min-sync wait, got ${sum}`);
+  await p.close();
+});
