@@ -16,6 +16,11 @@ export interface CategorizedEndpoints {
    * policy, it is DROPped.
    */
   readonly hasAnyEndpoints: boolean;
+  /** Every endpoint some traffic to this port may reach (the endpoint chains a kernel mode writes). */
+  readonly allReachable: readonly Endpoint[];
+  /** Whether any traffic uses the Cluster policy / the Local policy (upstream's usesClusterEndpoints, usesLocalEndpoints). */
+  readonly usesClusterEndpoints: boolean;
+  readonly usesLocalEndpoints: boolean;
 }
 
 /**
@@ -29,12 +34,37 @@ export function usable(endpoints: readonly Endpoint[]): Endpoint[] {
   return endpoints.filter((e) => e.serving && e.terminating);
 }
 
-export function categorizeEndpoints(sp: ServicePort, endpoints: readonly Endpoint[]): CategorizedEndpoints {
-  const clusterEndpoints = usable(endpoints);
-  const localEndpoints = usable(endpoints.filter((e) => e.isLocal));
+export interface CategorizeOptions {
+  /** Which endpoints run on this node (default: the snapshot's `isLocal`). */
+  readonly isLocal?: (e: Endpoint) => boolean;
+  /** Whether the port has node ports, external or load-balancer IPs (default: from the port). */
+  readonly externallyAccessible?: boolean;
+}
+
+/**
+ * Upstream's CategorizeEndpoints (without topology hints). Cluster endpoints are computed only
+ * when some traffic uses the Cluster policy and local ones only when some uses Local (an unused
+ * category is empty); allReachable is every endpoint some traffic may reach, with serving-but-
+ * terminating local endpoints added when a Local policy falls back to them.
+ */
+export function categorizeEndpoints(sp: ServicePort, endpoints: readonly Endpoint[], opts: CategorizeOptions = {}): CategorizedEndpoints {
+  const isLocal = opts.isLocal ?? ((e: Endpoint): boolean => e.isLocal);
+  const externallyAccessible = opts.externallyAccessible ?? (sp.nodePort !== 0 || sp.externalIPs.length > 0 || sp.loadBalancerIPs.length > 0);
+  const usesClusterEndpoints = !sp.internalPolicyLocal || externallyAccessible;
+  const usesLocalEndpoints = sp.internalPolicyLocal || (sp.externalPolicyLocal && externallyAccessible);
+  const clusterEndpoints = usesClusterEndpoints ? usable(endpoints) : [];
+  const localEndpoints = usesLocalEndpoints ? usable(endpoints.filter(isLocal)) : [];
+  let allReachable: readonly Endpoint[];
+  if (!usesLocalEndpoints) allReachable = clusterEndpoints;
+  else if (!usesClusterEndpoints) allReachable = localEndpoints;
+  else if (localEndpoints.every((e) => e.ready)) allReachable = clusterEndpoints;
+  else allReachable = [...clusterEndpoints, ...localEndpoints.filter((l) => !clusterEndpoints.some((c) => c.key === l.key))];
   return {
     clusterEndpoints,
     localEndpoints,
+    allReachable,
+    usesClusterEndpoints,
+    usesLocalEndpoints,
     internalEndpoints: sp.internalPolicyLocal ? localEndpoints : clusterEndpoints,
     externalEndpoints: sp.externalPolicyLocal ? localEndpoints : clusterEndpoints,
     hasAnyEndpoints: endpoints.some((e) => e.ready || (e.serving && e.terminating)),

@@ -9,7 +9,7 @@ import type { Endpoint } from '../../core/endpoints.js';
 import type { ServicePortName } from '../../core/ids.js';
 import type { ServicePort } from '../../core/service-port.js';
 import type { Snapshot } from '../../core/snapshot.js';
-import { usable } from '../../core/traffic-policy.js';
+import { categorizeEndpoints } from '../../core/traffic-policy.js';
 import { canonicalCIDR, canonicalIP } from '../iptables/addr.js';
 import { masqueradeMark } from '../iptables/names.js';
 import type { BaseChainSpec, NftChain, NftElement, NftSet, NftablesModel, NftablesRenderOptions, ServicePortObjects } from './model.js';
@@ -243,19 +243,11 @@ export function renderNftables(snap: Snapshot, options: NftablesRenderOptions): 
     const epNames = (e: Endpoint): { chain: string; affinitySet: string } => endpointNames(sp.name, proto, e.key);
 
     const externallyAccessible = sp.nodePort !== 0 || v.loadBalancerIPs.length > 0 || v.externalIPs.length > 0;
-    const usesClusterEndpoints = !sp.internalPolicyLocal || externallyAccessible;
-    const usesLocalEndpoints = sp.internalPolicyLocal || (sp.externalPolicyLocal && externallyAccessible);
     const isLocal = (e: Endpoint): boolean => (options.nodeName !== '' ? e.nodeName === options.nodeName : e.isLocal);
-
-    // Upstream's CategorizeEndpoints (no topology hints).
-    const clusterEndpoints = usesClusterEndpoints ? usable(v.endpoints) : [];
-    const localEndpoints = usesLocalEndpoints ? usable(v.endpoints.filter(isLocal)) : [];
-    const hasEndpoints = v.endpoints.some((e) => e.ready || (e.serving && e.terminating));
-    let reachable: readonly Endpoint[];
-    if (!usesLocalEndpoints) reachable = clusterEndpoints;
-    else if (!usesClusterEndpoints) reachable = localEndpoints;
-    else if (localEndpoints.every((e) => e.ready)) reachable = clusterEndpoints;
-    else reachable = [...clusterEndpoints, ...localEndpoints.filter((l) => !clusterEndpoints.some((c) => c.key === l.key))];
+    const cat = categorizeEndpoints(sp, v.endpoints, { isLocal, externallyAccessible });
+    const { clusterEndpoints, localEndpoints, usesClusterEndpoints, usesLocalEndpoints } = cat;
+    const hasEndpoints = cat.hasAnyEndpoints;
+    const reachable = cat.allReachable;
 
     for (const e of reachable) chain(epNames(e).chain);
 
