@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { isLoopback, parseCIDR, parseIPv4, parseIPv6 } from '../../src/core/ip.js';
+import { canonicalIP, isLoopback, parseCIDR, parseIPv4, parseIPv6 } from '../../src/core/ip.js';
 
 test('parseIPv4 accepts dotted quads and rejects everything else', () => {
   const cases: [string, number | undefined][] = [
@@ -35,4 +35,15 @@ test('isLoopback covers 127/8 and ::1 only', () => {
   assert.ok(isLoopback('::1'));
   assert.ok(!isLoopback('198.18.0.1'));
   assert.ok(!isLoopback('::2'));
+});
+
+test('canonical spellings are Go\'s: networks masked, IPv6 compressed (RFC 5952), IPv4-mapped is IPv4', () => {
+  assert.equal(parseCIDR('203.0.113.5/25')?.cidr, '203.0.113.0/25');
+  assert.equal(parseCIDR('FD00:0:0:0:0:0:0:1/64')?.cidr, 'fd00::/64');
+  assert.equal(parseCIDR('2001:db8:0:0:1:0:0:1/128')?.cidr, '2001:db8::1:0:0:1/128');
+  assert.deepEqual(canonicalIP(' 198.18.0.1 '), { ip: '198.18.0.1', family: 'IPv4' });
+  assert.deepEqual(canonicalIP('::ffff:198.18.0.1'), { ip: '198.18.0.1', family: 'IPv4' });
+  assert.deepEqual(canonicalIP('fd00:0:0::0:1'), { ip: 'fd00::1', family: 'IPv6' });
+  assert.deepEqual(canonicalIP('1:0:1:0:1:0:1:0'), { ip: '1:0:1:0:1:0:1:0', family: 'IPv6' });
+  assert.equal(canonicalIP('198.18.0'), undefined);
 });

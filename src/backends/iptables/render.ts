@@ -11,7 +11,7 @@ import type { ServicePortName } from '../../core/ids.js';
 import type { ServicePort } from '../../core/service-port.js';
 import type { Snapshot } from '../../core/snapshot.js';
 import { categorizeEndpoints } from '../../core/traffic-policy.js';
-import { canonicalCIDR, canonicalIP } from './addr.js';
+import { canonicalIP, parseCIDR } from '../../core/ip.js';
 import type { IptablesModel, IptablesRenderOptions, ServiceChains, TableName } from './model.js';
 import {
   KUBE_EXTERNAL_SERVICES, KUBE_FIREWALL, KUBE_FORWARD, KUBE_MARK_MASQ, KUBE_NODEPORTS, KUBE_POSTROUTING,
@@ -155,7 +155,7 @@ function viewOf(sp: ServicePort, eps: readonly Endpoint[], family: 'IPv4' | 'IPv
   };
   const sourceRanges: { cidr: string; contains(ip: string): boolean }[] = [];
   for (const t of sp.loadBalancerSourceRanges) {
-    const c = canonicalCIDR(t);
+    const c = parseCIDR(t.trim());
     if (c && c.family === family) sourceRanges.push(c);
   }
   // The snapshot already keeps only slices of the service's address family; this guards the port and family.
@@ -186,14 +186,14 @@ export function renderIptables(snap: Snapshot, options: IptablesRenderOptions): 
   // --nodeport-addresses, as upstream's NodePortAddresses: only this family's CIDRs; none (or a
   // zero CIDR) means "all local addresses".
   const npCIDRs = options.nodePortAddresses
-    .map((t) => canonicalCIDR(t))
+    .map((t) => parseCIDR(t.trim()))
     .filter((c): c is NonNullable<typeof c> => c !== undefined && c.family === family);
   const matchAll = npCIDRs.length === 0 || npCIDRs.some((c) => c.cidr.endsWith('/0'));
   const containsIPv4Loopback = family === 'IPv4' && (matchAll || npCIDRs.some((c) => c.contains('127.0.0.0') || c.cidr.startsWith('127.')));
   const localhostNodePorts = options.localhostNodePorts && family === 'IPv4' && containsIPv4Loopback;
 
   // Local-traffic detection by cluster CIDR (upstream's DetectLocalByCIDR); none → no-op detector.
-  const localCIDR = options.clusterCIDRs.map((t) => canonicalCIDR(t)).find((c) => c !== undefined && c.family === family);
+  const localCIDR = options.clusterCIDRs.map((t) => parseCIDR(t.trim())).find((c) => c !== undefined && c.family === family);
   const ifLocal = localCIDR ? ['-s', localCIDR.cidr] : undefined;
   const ifNotLocal = localCIDR ? ['!', '-s', localCIDR.cidr] : undefined;
 

@@ -10,7 +10,7 @@ import type { ServicePortName } from '../../core/ids.js';
 import type { ServicePort } from '../../core/service-port.js';
 import type { Snapshot } from '../../core/snapshot.js';
 import { categorizeEndpoints } from '../../core/traffic-policy.js';
-import { canonicalCIDR, canonicalIP } from '../iptables/addr.js';
+import { canonicalIP, parseCIDR } from '../../core/ip.js';
 import { masqueradeMark } from '../iptables/names.js';
 import type { BaseChainSpec, NftChain, NftElement, NftSet, NftablesModel, NftablesRenderOptions, ServicePortObjects } from './model.js';
 import {
@@ -115,7 +115,7 @@ function viewOf(sp: ServicePort, eps: readonly Endpoint[], family: 'IPv4' | 'IPv
   };
   const sourceRanges: { cidr: string; contains(ip: string): boolean }[] = [];
   for (const t of sp.loadBalancerSourceRanges) {
-    const c = canonicalCIDR(t);
+    const c = parseCIDR(t.trim());
     if (c && c.family === family && !sourceRanges.some((r) => r.cidr === c.cidr)) sourceRanges.push(c);
   }
   const endpoints = eps.filter((e) => validPort(e.port) && e.ip.includes(':') === (family === 'IPv6'));
@@ -135,11 +135,11 @@ export function renderNftables(snap: Snapshot, options: NftablesRenderOptions): 
   const mark = masqueradeMark(options.masqueradeBit);
 
   const npCIDRs = options.nodePortAddresses
-    .map((t) => canonicalCIDR(t))
+    .map((t) => parseCIDR(t.trim()))
     .filter((c): c is NonNullable<typeof c> => c !== undefined && c.family === family);
   const matchAll = npCIDRs.length === 0 || npCIDRs.some((c) => c.cidr.endsWith('/0'));
 
-  const localCIDR = options.clusterCIDRs.map((t) => canonicalCIDR(t)).find((c) => c !== undefined && c.family === family);
+  const localCIDR = options.clusterCIDRs.map((t) => parseCIDR(t.trim())).find((c) => c !== undefined && c.family === family);
   const ifLocal = localCIDR ? `${ipX} saddr ${localCIDR.cidr}` : undefined;
   const ifNotLocal = localCIDR ? `${ipX} saddr != ${localCIDR.cidr}` : undefined;
 
@@ -189,7 +189,7 @@ export function renderNftables(snap: Snapshot, options: NftablesRenderOptions): 
 
   b.rule(CLUSTER_IPS_CHECK, `${ipX} daddr @${CLUSTER_IPS_SET} reject`, 'Reject traffic to invalid ports of ClusterIPs');
   const serviceCIDRs = (options.serviceCIDRs ?? [])
-    .map((t) => canonicalCIDR(t))
+    .map((t) => parseCIDR(t.trim()))
     .filter((c): c is NonNullable<typeof c> => c !== undefined && c.family === family)
     .map((c) => c.cidr);
   if (serviceCIDRs.length > 0) {
