@@ -12,4 +12,27 @@ export interface Backend {
   sync(snapshot: Snapshot): Promise<void>;
   /** Idempotent: stops serving, drains within its bound, removes what it installed. */
   close(): Promise<void>;
+  /** Kernel modes: the exact input a full sync of this snapshot applies (`--dry-run`). */
+  dryRun?(snapshot: Snapshot): string;
+}
+
+/** What shapes a kernel mode's rules, common to every kernel mode (from flags/config). */
+export interface KernelRenderOptions {
+  /** This node's name (endpoints with this nodeName are local). */
+  readonly nodeName: string;
+  /** This family's node IPs that accept NodePorts (already filtered by --nodeport-addresses). */
+  readonly nodeIPs: readonly string[];
+  /** --nodeport-addresses CIDRs; empty means every local address. */
+  readonly nodePortAddresses: readonly string[];
+  /** --cluster-cidr, for local-traffic detection; empty disables it. */
+  readonly clusterCIDRs: readonly string[];
+  readonly masqueradeAll: boolean;
+  /** --iptables-masquerade-bit, default 14 → mark 0x4000. */
+  readonly masqueradeBit: number;
+  readonly family: 'IPv4' | 'IPv6';
+  /**
+   * The node's primary IP of this family (upstream's nodeIP): a load balancer source range that
+   * contains it also admits traffic from the node itself. Default: the first non-loopback nodeIP.
+   */
+  readonly primaryNodeIP?: string;
 }

@@ -3,9 +3,9 @@
  * and SIGINT close everything in reverse order (listeners drain, rules are removed).
  */
 import { errorMessage, KproxyError } from '../core/errors.js';
-import type { Source } from '../core/events.js';
+import type { Source, SourceProblem } from '../core/events.js';
 import { SnapshotBuilder } from '../core/snapshot.js';
-import type { Backend } from '../backends/backend.js';
+import type { Backend, KernelRenderOptions } from '../backends/backend.js';
 import { IptablesBackend, removeIptablesRules } from '../backends/iptables/backend.js';
 import { NftablesBackend, removeNftablesRules } from '../backends/nftables/backend.js';
 import { UserspaceBackend, removeUserspaceRules } from '../backends/userspace/backend.js';
@@ -35,6 +35,19 @@ export interface Running {
   close(): Promise<void>;
 }
 
+/** The options every kernel mode renders with (IPv4; kproxy is single-stack for now). */
+function kernelRenderOptions(config: ProxyConfig): KernelRenderOptions {
+  return {
+    nodeName: config.hostnameOverride,
+    nodeIPs: localAddresses('IPv4', config.nodePortAddresses),
+    nodePortAddresses: config.nodePortAddresses,
+    clusterCIDRs: config.clusterCIDRs.filter((c) => !c.includes(':')),
+    masqueradeAll: config.masqueradeAll,
+    masqueradeBit: config.masqueradeBit,
+    family: 'IPv4',
+  };
+}
+
 function createBackend(config: ProxyConfig, log: Logger, metrics: ProxyMetrics, exec: Exec): Backend {
   switch (config.mode) {
     case 'userspace':
@@ -53,33 +66,31 @@ function createBackend(config: ProxyConfig, log: Logger, metrics: ProxyMetrics, 
         iptables: new Iptables({ exec }),
         conntrack: new Conntrack(exec),
         log, metrics,
-        render: {
-          nodeName: config.hostnameOverride,
-          nodeIPs: localAddresses('IPv4', config.nodePortAddresses),
-          nodePortAddresses: config.nodePortAddresses,
-          clusterCIDRs: config.clusterCIDRs.filter((c) => !c.includes(':')),
-          masqueradeAll: config.masqueradeAll,
-          masqueradeBit: config.masqueradeBit,
-          localhostNodePorts: false,
-          family: 'IPv4',
-        },
+        render: { ...kernelRenderOptions(config), localhostNodePorts: false },
       });
     case 'nftables':
       return new NftablesBackend({
         exec, conntrack: new Conntrack(exec), clock: realClock, log, metrics,
-        render: {
-          nodeName: config.hostnameOverride,
-          nodeIPs: localAddresses('IPv4', config.nodePortAddresses),
-          nodePortAddresses: config.nodePortAddresses,
-          clusterCIDRs: config.clusterCIDRs.filter((c) => !c.includes(':')),
-          masqueradeAll: config.masqueradeAll,
-          masqueradeBit: config.masqueradeBit,
-          family: 'IPv4',
-        },
+        render: kernelRenderOptions(config),
       });
     case 'ipvs':
       throw new KproxyError('KP_ERR_MODE_UNAVAILABLE', `--proxy-mode ${config.mode} is not available in this build yet; use --proxy-mode userspace`);
   }
+}
+
+/** The source the configuration names: manifests, or the cluster (kubeconfig, master or in-cluster, as upstream). */
+function createSource(config: ProxyConfig, log: Logger, metrics: ProxyMetrics): Source {
+  const report = (source: string, what: string) => (p: SourceProblem): void => {
+    metrics.sourceProblems.inc({ source, code: p.code });
+    log.error(what, { code: p.code, where: p.where, reason: p.message });
+  };
+  if (config.manifests !== undefined) {
+    return new ManifestSource({ path: config.manifests, nodeName: config.hostnameOverride, onProblem: report('files', 'problem in manifests') });
+  }
+  return new KubernetesSource({
+    kubeconfig: config.kubeconfig, master: config.master, nodeName: config.hostnameOverride, log,
+    onProblem: report('kubernetes', 'problem in API objects'),
+  });
 }
 
 /** Starts kproxy with a configuration; used by main and by end-to-end tests. */
@@ -89,29 +100,7 @@ export async function start(config: ProxyConfig, options: { log?: Logger; exec?:
   const metrics = new ProxyMetrics({ processMetrics: true });
   const health = new ProxierHealth(realClock, 2 * config.syncPeriodMs);
   const backend = createBackend(config, log, metrics, exec);
-  let source: Source;
-  if (config.manifests !== undefined) {
-    source = new ManifestSource({
-      path: config.manifests,
-      nodeName: config.hostnameOverride,
-      onProblem: (p) => {
-        metrics.sourceProblems.inc({ source: 'files', code: p.code });
-        log.error('problem in manifests', { code: p.code, where: p.where, reason: p.message });
-      },
-    });
-  } else {
-    // --kubeconfig / --master, or (neither given) in-cluster service-account configuration, as upstream.
-    source = new KubernetesSource({
-      kubeconfig: config.kubeconfig,
-      master: config.master,
-      nodeName: config.hostnameOverride,
-      onProblem: (p) => {
-        metrics.sourceProblems.inc({ source: 'kubernetes', code: p.code });
-        log.error('problem in API objects', { code: p.code, where: p.where, reason: p.message });
-      },
-      log,
-    });
-  }
+  const source = createSource(config, log, metrics);
   const proxier = new Proxier({
     backend, nodeName: config.hostnameOverride, clock: realClock, sources: [source.name],
     minSyncPeriodMs: config.minSyncPeriodMs, syncPeriodMs: config.syncPeriodMs, metrics, health, log,
@@ -135,24 +124,23 @@ export async function start(config: ProxyConfig, options: { log?: Logger; exec?:
   return { proxier, backend, servers, close: () => (closing ??= closeAll()) };
 }
 
-/** Builds the snapshot from the manifests once and returns what a full sync would apply. */
+/** Reads the source once (until it is synced) and returns what a full sync would apply. */
 export async function dryRun(config: ProxyConfig, log: Logger): Promise<string> {
-  if (config.manifests === undefined) throw new ConfigError('--dry-run needs --manifests PATH');
-  const backend = createBackend(config, log, new ProxyMetrics(), realExec);
-  if (!(backend instanceof IptablesBackend) && !(backend instanceof NftablesBackend)) throw new KproxyError('KP_ERR_MODE_UNAVAILABLE', `--dry-run is not available for --proxy-mode ${config.mode}`);
+  const metrics = new ProxyMetrics();
+  const backend = createBackend(config, log, metrics, realExec);
+  if (!backend.dryRun) throw new KproxyError('KP_ERR_MODE_UNAVAILABLE', `--dry-run is not available for --proxy-mode ${config.mode}`);
   const builder = new SnapshotBuilder(config.hostnameOverride);
-  const source = new ManifestSource({
-    path: config.manifests, nodeName: config.hostnameOverride,
-    onProblem: (p) => log.error('problem in manifests', { code: p.code, where: p.where, reason: p.message }),
-  });
-  const synced = new Promise<void>((resolve, reject) => {
-    source.start((ev) => {
-      if (ev.kind === 'synced') resolve();
-      else builder.handle(ev);
-    }).catch(reject);
-  });
-  await synced;
-  await source.close();
+  const source = createSource(config, log, metrics);
+  try {
+    await new Promise<void>((resolve, reject) => {
+      source.start((ev) => {
+        if (ev.kind === 'synced') resolve();
+        else builder.handle(ev);
+      }).catch(reject);
+    });
+  } finally {
+    await source.close();
+  }
   return backend.dryRun(builder.next());
 }
 

@@ -3,6 +3,7 @@
  * Pure types; no I/O.
  */
 import type { ServicePortName } from '../../core/ids.js';
+import type { KernelRenderOptions } from '../backend.js';
 
 export type TableName = 'filter' | 'nat';
 
@@ -44,30 +45,13 @@ export interface IptablesModel {
 }
 
 /** Options that shape the rules (from flags/config). */
-export interface IptablesRenderOptions {
-  /** This node's name (endpoints with this nodeName are local). */
-  readonly nodeName: string;
-  /** The node's IPs of this family, for NodePorts (already filtered by --nodeport-addresses). */
-  readonly nodeIPs: readonly string[];
-  /** --nodeport-addresses CIDRs; empty means every local address (addrtype LOCAL). */
-  readonly nodePortAddresses: readonly string[];
-  /** --cluster-cidr, for local-traffic detection; empty disables it. */
-  readonly clusterCIDRs: readonly string[];
-  readonly masqueradeAll: boolean;
-  /** --iptables-masquerade-bit, default 14 → mark 0x4000. */
-  readonly masqueradeBit: number;
+export interface IptablesRenderOptions extends KernelRenderOptions {
   /**
    * Upstream's --iptables-localhost-nodeports (default true upstream, false in kproxy): NodePorts
    * answer on 127.0.0.0/8 too. Needs net.ipv4.conf.all.route_localnet=1 (the apply step's job).
    * Only for IPv4, and only when --nodeport-addresses includes loopback (as upstream).
    */
   readonly localhostNodePorts: boolean;
-  readonly family: 'IPv4' | 'IPv6';
-  /**
-   * The node's primary IP of this family (upstream's nodeIP): a load balancer source range that
-   * contains it also admits traffic from the node itself. Default: the first non-loopback nodeIP.
-   */
-  readonly primaryNodeIP?: string;
   /** `iptables` supports MASQUERADE --random-fully (1.6.2+). Default true. */
   readonly randomFully?: boolean;
   /** The nfacct counters exist (xt_nfacct): add upstream's counting matches. Default false. */

@@ -3,6 +3,7 @@
  * Everything lives in one table, `kube-proxy`, of family `ip` (IPv4) or `ip6` (IPv6).
  */
 import type { ServicePortName } from '../../core/ids.js';
+import type { KernelRenderOptions } from '../backend.js';
 
 export type NftFamily = 'ip' | 'ip6';
 
@@ -72,21 +73,7 @@ export interface NftablesModel {
   readonly noLocalEndpoints: { readonly internal: number; readonly external: number };
 }
 
-export interface NftablesRenderOptions {
-  /** This node's name (endpoints with this nodeName are local). */
-  readonly nodeName: string;
-  /** This family's node IPs that accept NodePorts (already filtered by --nodeport-addresses). */
-  readonly nodeIPs: readonly string[];
-  /** --nodeport-addresses CIDRs; empty (or a /0) means every local address (`fib daddr type local`). */
-  readonly nodePortAddresses: readonly string[];
-  /** --cluster-cidr, for local-traffic detection; empty disables it. */
-  readonly clusterCIDRs: readonly string[];
-  readonly masqueradeAll: boolean;
-  /** --iptables-masquerade-bit (default 14 → 0x00004000). */
-  readonly masqueradeBit: number;
-  readonly family: 'IPv4' | 'IPv6';
-  /** The node's primary IP (LB source ranges containing it also admit the LB IPs as sources). Default: first non-loopback nodeIP. */
-  readonly primaryNodeIP?: string;
+export interface NftablesRenderOptions extends KernelRenderOptions {
   /** Service CIDRs: traffic to unallocated ClusterIPs in them is dropped (cluster-ips-check). Default none. */
   readonly serviceCIDRs?: readonly string[];
 }
