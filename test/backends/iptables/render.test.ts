@@ -11,33 +11,10 @@ import { renderIptables } from '../../../src/backends/iptables/render.js';
 import { serializeFull } from '../../../src/backends/iptables/serialize.js';
 import { assertGolden } from '../../helpers/golden.js';
 import { ep, slice, svc } from '../../helpers/objects.js';
-import { NODE, OPTS, UPSTREAM_FAKE_OPTS, port, snapshot, text } from './fixture.js';
+import { NODE, OPTS, UPSTREAM_FAKE_OPTS, overall, port, snapshot, text } from './fixture.js';
 
 type Obj = ServiceObject | EndpointSliceObject;
 
-/** Upstream's TestOverallIPTablesRules world: six services covering most features. */
-function overall(): Obj[] {
-  return [
-    svc('ns1', 'svc1', { clusterIP: '172.30.0.41', ports: [port('p80', 80)] }),
-    svc('ns2', 'svc2', {
-      type: 'LoadBalancer', externalTrafficPolicy: 'Local', clusterIP: '172.30.0.42',
-      ports: [port('p80', 80, 'TCP', 3001)], loadBalancerIPs: ['1.2.3.4'], externalIPs: ['192.168.99.22'], healthCheckNodePort: 30000,
-    }),
-    svc('ns3', 'svc3', { type: 'NodePort', clusterIP: '172.30.0.43', ports: [port('p80', 80, 'TCP', 3003)] }),
-    svc('ns4', 'svc4', { type: 'NodePort', clusterIP: '172.30.0.44', externalIPs: ['192.168.99.33'], ports: [port('p80', 80)] }),
-    svc('ns5', 'svc5', {
-      type: 'LoadBalancer', clusterIP: '172.30.0.45', ports: [port('p80', 80, 'TCP', 3002)], loadBalancerIPs: ['5.6.7.8'],
-      healthCheckNodePort: 30000, loadBalancerSourceRanges: [' 203.0.113.0/25'], sessionAffinity: 'ClientIP', sessionAffinityTimeoutSeconds: 10800,
-    }),
-    svc('ns6', 'svc6', { clusterIP: '172.30.0.46', ports: [port('p80', 80)] }),
-    slice('ns1', 'svc1-1', 'svc1', [ep('10.180.0.1')], { portName: 'p80', port: 80 }),
-    // Not on this node (no nodeName), so svc2's Local policy has no local endpoint.
-    slice('ns2', 'svc2-1', 'svc2', [ep('10.180.0.2')], { portName: 'p80', port: 80 }),
-    slice('ns3', 'svc3-1', 'svc3', [ep('10.180.0.3')], { portName: 'p80', port: 80 }),
-    slice('ns4', 'svc4-1', 'svc4', [ep('10.180.0.4'), ep('10.180.0.5', { nodeName: NODE })], { portName: 'p80', port: 80 }),
-    slice('ns5', 'svc5-1', 'svc5', [ep('10.180.0.3')], { portName: 'p80', port: 80 }),
-  ];
-}
 
 test('overall, with upstream test proxier settings (compare with upstream TestOverallIPTablesRules)', () => {
   assertGolden('iptables/overall-upstream-fake.txt', text(overall(), UPSTREAM_FAKE_OPTS));
