@@ -8,6 +8,12 @@
  *     → {"ok":true,"replies":[{"text":"...","address":"...","port":N}, ...]}
  *   node dist/test/helpers/netns-client.js udp-same HOST PORT [COUNT] [TIMEOUT_MS]
  *     COUNT datagrams from one socket (one conntrack flow).
+ *   node dist/test/helpers/netns-client.js session [TIMEOUT_MS]
+ *     Reads one JSON command a line from stdin, answers one JSON line each, keeps connections:
+ *       {"open":"HOST:PORT","from":"LOCAL_IP"} → {"ok":true,"id":N,"reply":"<first line>"}
+ *         (the connection stays open; the server must not close it, e.g. netns-pod --hold)
+ *       {"close":N} → {"ok":true} once the connection is fully closed
+ *     Errors answer {"ok":false,"error":"..."}; the session ends when stdin ends.
  * On failure: {"ok":false,"error":"...","replies":[...so far]} and exit status 1.
  * Every wait is bounded by TIMEOUT_MS (default 3000) per connection/datagram.
  * Run with no arguments (as `node --test dist/` does with every file under test/) it exits 0.
@@ -56,8 +62,69 @@ async function udpSame(host: string, port: number, count: number, timeoutMs: num
   return out;
 }
 
+/** The `session` mode: connections opened and closed on command, held open in between. */
+async function session(timeoutMs: number): Promise<number> {
+  const conns = new Map<number, net.Socket>();
+  let next = 0;
+  const answer = (v: unknown): void => { process.stdout.write(`${JSON.stringify(v)}\n`); };
+  const open = (target: string, from: string | undefined): Promise<{ id: number; reply: string }> => new Promise((resolve, reject) => {
+    const m = /^(.+):(\d+)$/.exec(target);
+    if (!m?.[1] || !m[2]) return reject(new Error(`bad target ${JSON.stringify(target)}`));
+    const s = net.connect({ host: m[1], port: Number(m[2]), ...(from ? { localAddress: from } : {}) });
+    let buf = '';
+    const timer = setTimeout(() => { s.destroy(); reject(new Error(`tcp ${target} from ${from ?? '?'}: no greeting within ${timeoutMs}ms`)); }, timeoutMs);
+    const onData = (d: Buffer): void => {
+      buf += d.toString();
+      const nl = buf.indexOf('\n');
+      if (nl < 0) return;
+      clearTimeout(timer);
+      s.off('data', onData);
+      s.resume();
+      const id = next++;
+      conns.set(id, s);
+      resolve({ id, reply: buf.slice(0, nl) });
+    };
+    s.on('data', onData);
+    s.once('error', (e) => { clearTimeout(timer); reject(new Error(`tcp ${target} from ${from ?? '?'}: ${e.message}`)); });
+  });
+  const close = (id: number): Promise<void> => new Promise((resolve, reject) => {
+    const s = conns.get(id);
+    if (!s) return reject(new Error(`no connection ${id}`));
+    conns.delete(id);
+    const timer = setTimeout(() => { s.destroy(); reject(new Error(`connection ${id}: not closed within ${timeoutMs}ms`)); }, timeoutMs);
+    s.once('close', () => { clearTimeout(timer); resolve(); });
+    s.end();
+  });
+  let buffered = '';
+  let chain = Promise.resolve();
+  process.stdin.on('data', (d: Buffer) => {
+    buffered += d.toString();
+    let nl: number;
+    while ((nl = buffered.indexOf('\n')) >= 0) {
+      const line = buffered.slice(0, nl);
+      buffered = buffered.slice(nl + 1);
+      if (line.trim() === '') continue;
+      chain = chain.then(async () => {
+        try {
+          const cmd = JSON.parse(line) as { open?: string; from?: string; close?: number };
+          if (cmd.open !== undefined) answer({ ok: true, ...(await open(cmd.open, cmd.from)) });
+          else if (cmd.close !== undefined) { await close(cmd.close); answer({ ok: true }); }
+          else answer({ ok: false, error: `unknown command ${line}` });
+        } catch (err) {
+          answer({ ok: false, error: err instanceof Error ? err.message : String(err) });
+        }
+      });
+    }
+  });
+  await new Promise<void>((resolve) => { process.stdin.once('end', resolve); process.stdin.once('close', resolve); });
+  await chain;
+  for (const s of conns.values()) s.destroy();
+  return 0;
+}
+
 async function run(argv: readonly string[]): Promise<number> {
   const [mode, host, portText, countText, timeoutText] = argv;
+  if (mode === 'session') return session(Number(host ?? '3000') > 0 ? Number(host ?? '3000') : 3000);
   const port = Number(portText);
   const count = Number(countText ?? '1');
   const timeoutMs = Number(timeoutText ?? '3000');

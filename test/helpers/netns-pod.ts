@@ -2,6 +2,8 @@
  * A "pod" process for kernel tests, started inside a network namespace:
  *   node dist/test/helpers/netns-pod.js --name pod-a --tcp 127.0.0.11:8080 --udp 127.0.0.11:5353
  * TCP: greets each connection with `<name> <client ip>:<client port>\n` and closes it.
+ * With --hold, TCP connections stay open after the greeting until the client closes them (so
+ * the kernel counts them as active, e.g. IPVS's least-connection schedulers).
  * UDP: answers each datagram with `<name>: <datagram>`.
  * Prints `ready` once every socket listens. Bounded: exits by itself after --max-ms (default
  * 120 s), when its stdin closes (the test process is gone), or on SIGTERM/SIGINT.
@@ -15,6 +17,7 @@ interface PodArgs {
   tcp: { ip: string; port: number }[];
   udp: { ip: string; port: number }[];
   maxMs: number;
+  hold: boolean;
 }
 
 function parseAddr(v: string | undefined, flag: string): { ip: string; port: number } {
@@ -24,9 +27,14 @@ function parseAddr(v: string | undefined, flag: string): { ip: string; port: num
 }
 
 function parseArgs(argv: readonly string[]): PodArgs {
-  const out: PodArgs = { name: 'pod', tcp: [], udp: [], maxMs: 120_000 };
+  const out: PodArgs = { name: 'pod', tcp: [], udp: [], maxMs: 120_000, hold: false };
   for (let i = 0; i < argv.length; i += 2) {
     const flag = argv[i];
+    if (flag === '--hold') {
+      out.hold = true;
+      i--;
+      continue;
+    }
     const v = argv[i + 1];
     switch (flag) {
       case '--name': out.name = v ?? 'pod'; break;
@@ -44,7 +52,11 @@ async function run(args: PodArgs): Promise<void> {
   for (const a of args.tcp) {
     const server = net.createServer((s) => {
       s.on('error', () => undefined);
-      s.end(`${args.name} ${s.remoteAddress ?? '?'}:${s.remotePort ?? 0}\n`);
+      const greeting = `${args.name} ${s.remoteAddress ?? '?'}:${s.remotePort ?? 0}\n`;
+      if (!args.hold) return void s.end(greeting);
+      s.write(greeting);
+      s.on('end', () => s.end());
+      s.resume();
     });
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
