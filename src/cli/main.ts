@@ -24,7 +24,6 @@ import { realExec, type Exec } from '../platform/exec.js';
 import { Iptables } from '../platform/iptables.js';
 import { traceCommand } from '../netfilter/trace-cli.js';
 import { ManifestSource } from '../sources/files/source.js';
-import { KubernetesSource } from '../sources/kubernetes/source.js';
 import { Proxier } from '../sync/proxier.js';
 
 export interface Running {
@@ -78,8 +77,12 @@ function createBackend(config: ProxyConfig, log: Logger, metrics: ProxyMetrics, 
   }
 }
 
-/** The source the configuration names: manifests, or the cluster (kubeconfig, master or in-cluster, as upstream). */
-function createSource(config: ProxyConfig, log: Logger, metrics: ProxyMetrics): Source {
+/**
+ * The source the configuration names: manifests, or the cluster (kubeconfig, master or in-cluster,
+ * as upstream). The Kubernetes client is loaded only when the cluster is the source: it is most of
+ * kproxy's start-up time (seconds on a slow machine, over a minute in the emulated IPVS test VM).
+ */
+async function createSource(config: ProxyConfig, log: Logger, metrics: ProxyMetrics): Promise<Source> {
   const report = (source: string, what: string) => (p: SourceProblem): void => {
     metrics.sourceProblems.inc({ source, code: p.code });
     log.error(what, { code: p.code, where: p.where, reason: p.message });
@@ -87,6 +90,7 @@ function createSource(config: ProxyConfig, log: Logger, metrics: ProxyMetrics): 
   if (config.manifests !== undefined) {
     return new ManifestSource({ path: config.manifests, nodeName: config.hostnameOverride, onProblem: report('files', 'problem in manifests') });
   }
+  const { KubernetesSource } = await import('../sources/kubernetes/source.js');
   return new KubernetesSource({
     kubeconfig: config.kubeconfig, master: config.master, nodeName: config.hostnameOverride, log,
     onProblem: report('kubernetes', 'problem in API objects'),
@@ -100,7 +104,7 @@ export async function start(config: ProxyConfig, options: { log?: Logger; exec?:
   const metrics = new ProxyMetrics({ processMetrics: true });
   const health = new ProxierHealth(realClock, 2 * config.syncPeriodMs);
   const backend = createBackend(config, log, metrics, exec);
-  const source = createSource(config, log, metrics);
+  const source = await createSource(config, log, metrics);
   const proxier = new Proxier({
     backend, nodeName: config.hostnameOverride, clock: realClock, sources: [source.name],
     minSyncPeriodMs: config.minSyncPeriodMs, syncPeriodMs: config.syncPeriodMs, metrics, health, log,
@@ -130,7 +134,7 @@ export async function dryRun(config: ProxyConfig, log: Logger): Promise<string> 
   const backend = createBackend(config, log, metrics, realExec);
   if (!backend.dryRun) throw new KproxyError('KP_ERR_MODE_UNAVAILABLE', `--dry-run is not available for --proxy-mode ${config.mode}`);
   const builder = new SnapshotBuilder(config.hostnameOverride);
-  const source = createSource(config, log, metrics);
+  const source = await createSource(config, log, metrics);
   try {
     await new Promise<void>((resolve, reject) => {
       source.start((ev) => {
