@@ -23,7 +23,7 @@
  * (10,1000,10000) BENCH_SCALE_MODES (nftables,iptables) BENCH_SCALE_ROUNDS (3) BENCH_CONCURRENCY
  * (16) BENCH_CPU_PROF=DIR (kproxy runs with --cpu-prof into DIR). Needs root and haproxy.
  */
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -54,7 +54,7 @@ const ROUNDS = Number(env('BENCH_ROUNDS', '5'));
 const CONCURRENCY = Number(env('BENCH_CONCURRENCY', '16'));
 const BULK_MB = Number(env('BENCH_BULK_MB', '256'));
 const LAT_COUNT = 300;
-const CPS_MS = 2000;
+const CPS_MS = Number(env('BENCH_CPS_MS', '2000'));
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 /** The load generator: one Node process per measurement, run in the client namespace. */
@@ -238,7 +238,7 @@ interface BackendDef {
 function kproxy(mode: string): (topo: Topology, dir: string) => NetnsProcess {
   return (topo, dir) => {
     const prof = process.env.BENCH_CPU_PROF;
-    const node = prof ? ['--cpu-prof', '--cpu-prof-dir', prof] : [];
+    const node = prof ? ['--cpu-prof', '--cpu-prof-interval', '200', '--cpu-prof-dir', prof] : [];
     return topo.node.spawn(process.execPath, [...node, BIN, '--proxy-mode', mode, '--manifests', join(dir, 'manifests'),
       '--hostname-override', 'node', '--cluster-cidr', '198.18.10.0/24',
       '--healthz-bind-address', '127.0.0.1:10256', '--metrics-bind-address', '127.0.0.1:10249', '-v', '0']);
@@ -262,6 +262,22 @@ interface RoundResult {
   cps: number;
   cpsErrors: number;
   mbps: number;
+  /** CPU the proxy process used (user + system, all threads) per connection, µs; NaN without a process. */
+  cpuPerConn: number;
+  /** CPU the proxy process used per GB relayed, s. */
+  cpuPerGB: number;
+}
+
+/** utime + stime of a process and all its threads, in seconds (from /proc/PID/stat, 100 Hz ticks). */
+function cpuSeconds(pid: number | undefined): number {
+  if (pid === undefined) return NaN;
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(f[11]) + Number(f[12])) / 100;
+  } catch {
+    return NaN;
+  }
 }
 
 async function resetNode(topo: Topology): Promise<void> {
@@ -277,9 +293,15 @@ async function measureBackend(topo: Topology, b: BackendDef, dir: string): Promi
     });
     const { hosts, port } = b.target;
     const lat = JSON.parse(await runClient(topo, ['lat', hosts, String(port), String(LAT_COUNT), '30'])) as number[];
+    const cpu0 = cpuSeconds(proc?.pid);
     const c = JSON.parse(await runClient(topo, ['cps', hosts, String(port), String(CONCURRENCY), String(CPS_MS), '200000'])) as { done: number; errors: number; ms: number };
+    const cpu1 = cpuSeconds(proc?.pid);
     const bulk = JSON.parse(await runClient(topo, ['bulk', hosts.split(',')[0] ?? hosts, String(port), String(BULK_MB * 1048576), '20000'])) as { bytes: number; ms: number };
-    return { lat, cps: (c.done / c.ms) * 1000, cpsErrors: c.errors, mbps: bulk.bytes / 1048576 / (bulk.ms / 1000) };
+    const cpu2 = cpuSeconds(proc?.pid);
+    return {
+      lat, cps: (c.done / c.ms) * 1000, cpsErrors: c.errors, mbps: bulk.bytes / 1048576 / (bulk.ms / 1000),
+      cpuPerConn: ((cpu1 - cpu0) / c.done) * 1e6, cpuPerGB: (cpu2 - cpu1) / (bulk.bytes / 1e9),
+    };
   } finally {
     if (proc) {
       const exit = await proc.stop({ timeoutMs: 5000 });
@@ -320,7 +342,7 @@ async function compare(topo: Topology, dir: string): Promise<string> {
     for (const b of chosen) {
       const r = await measureBackend(topo, b, dir);
       results.get(b.name)?.push(r);
-      process.stderr.write(`round ${round + 1}/${ROUNDS} ${b.name}: ${median(r.lat).toFixed(0)} µs, ${r.cps.toFixed(0)} conn/s (${r.cpsErrors} errors), ${r.mbps.toFixed(0)} MB/s\n`);
+      process.stderr.write(`round ${round + 1}/${ROUNDS} ${b.name}: ${median(r.lat).toFixed(0)} µs, ${r.cps.toFixed(0)} conn/s (${r.cpsErrors} errors, ${r.cpuPerConn.toFixed(0)} µs CPU/conn), ${r.mbps.toFixed(0)} MB/s (${r.cpuPerGB.toFixed(2)} s CPU/GB)\n`);
     }
   }
   const summary = new Map([...results].map(([name, rs]) => [name, {
@@ -329,6 +351,8 @@ async function compare(topo: Topology, dir: string): Promise<string> {
     cps: median(rs.map((r) => r.cps)),
     errors: rs.reduce((a, r) => a + r.cpsErrors, 0),
     mbps: median(rs.map((r) => r.mbps)),
+    cpuPerConn: median(rs.map((r) => r.cpuPerConn)),
+    cpuPerGB: median(rs.map((r) => r.cpuPerGB)),
   }]));
   const direct = summary.get('direct');
   const ha = summary.get('haproxy');
@@ -338,7 +362,15 @@ async function compare(topo: Topology, dir: string): Promise<string> {
     `${s.cps.toFixed(0)}${s.errors ? ` (${s.errors} err)` : ''}`, ratio(s.cps, direct?.cps), ratio(s.cps, ha?.cps),
     `${s.mbps.toFixed(0)}`, ratio(s.mbps, direct?.mbps), ratio(s.mbps, ha?.mbps),
   ]);
-  return table(['path', 'setup median', 'p99', 'vs direct', 'vs haproxy', `conn/s (${CONCURRENCY} conc.)`, 'vs direct', 'vs haproxy', `bulk MB/s`, 'vs direct', 'vs haproxy'], rows);
+  const cpuRows = [...summary].filter(([, s]) => !Number.isNaN(s.cpuPerConn)).map(([name, s]) => [
+    name, `${s.cpuPerConn.toFixed(0)} µs`, ha ? `${(ha.cpuPerConn / s.cpuPerConn).toFixed(2)}×` : '–',
+    `${s.cpuPerGB.toFixed(2)} s`, ha ? `${(ha.cpuPerGB / s.cpuPerGB).toFixed(2)}×` : '–',
+  ]);
+  return `${table(['path', 'setup median', 'p99', 'vs direct', 'vs haproxy', `conn/s (${CONCURRENCY} conc.)`, 'vs direct', 'vs haproxy', `bulk MB/s`, 'vs direct', 'vs haproxy'], rows)}
+
+Proxy process CPU (user + system, all threads, from /proc; the efficiency a shared machine cannot blur; "haproxy ÷ this" above 1 means cheaper than HAProxy):
+
+${table(['proxy', 'CPU per connection', 'haproxy ÷ this', 'CPU per GB relayed', 'haproxy ÷ this'], cpuRows)}`;
 }
 
 function mkdirManifests(dir: string): void {
