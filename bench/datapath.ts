@@ -37,6 +37,7 @@ import { memoryLogger } from '../src/observability/log.js';
 import { ProxyMetrics } from '../src/observability/metrics.js';
 import { realClock } from '../src/platform/clock.js';
 import { Conntrack } from '../src/platform/conntrack.js';
+import type { Exec } from '../src/platform/exec.js';
 import { Iptables } from '../src/platform/iptables.js';
 import { createNetns, isRoot, runHost, type Netns, type NetnsProcess } from '../src/platform/netns.js';
 
@@ -408,7 +409,8 @@ function scaleSnapshot(n: number): Snapshot {
 }
 
 function kernelBackend(mode: string, node: Netns): Backend {
-  const exec = node.exec.bind(node);
+  // A 10,000-service transaction on this loaded machine can outlast the harness's 30 s default.
+  const exec: Exec = (cmd, args, options) => node.exec(cmd, args, { ...options, timeoutMs: 900_000 });
   const log = memoryLogger(0);
   const metrics = new ProxyMetrics();
   const render = { nodeName: 'node', nodeIPs: [NODE_IP], nodePortAddresses: [], clusterCIDRs: ['198.18.10.0/24'], masqueradeAll: false, masqueradeBit: 14, family: 'IPv4' as const };

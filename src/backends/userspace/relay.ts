@@ -80,6 +80,50 @@ function forward(src: net.Socket, dst: net.Socket): void {
   });
 }
 
+const READ_BUFFER_SIZE = 64 * 1024;
+const READ_BUFFER_POOL_MAX = 256;
+const readBufferPool: Buffer[] = [];
+
+/**
+ * Reads from the endpoint go into one reused buffer per connection (Node's `onread`), taken from
+ * a small pool: without it every 64 KiB read allocates a fresh buffer, and in a bulk transfer the
+ * allocations and the garbage collection they cause are a large share of the relay's CPU.
+ * A chunk is written to the client straight from that buffer; if the kernel did not take it all
+ * at once, reading stops (the buffer is still referenced by the pending write) until the client
+ * drains.
+ */
+interface UpstreamReader {
+  readonly onread: net.OnReadOpts;
+  /** True while reading is stopped for a pending write to the client. */
+  stalled: boolean;
+  /** Gives the buffer back to the pool; only once no read or write can touch it any more. */
+  release(): void;
+}
+
+function upstreamReader(client: net.Socket): UpstreamReader {
+  const buffer = readBufferPool.pop() ?? Buffer.allocUnsafe(READ_BUFFER_SIZE);
+  let released = false;
+  const reader: UpstreamReader = {
+    stalled: false,
+    onread: {
+      buffer,
+      callback: (n: number, buf: Uint8Array): boolean => {
+        if (client.destroyed) return false;
+        client.write((buf as Buffer).subarray(0, n));
+        if (client.writableLength === 0) return true;
+        reader.stalled = true;
+        return false;
+      },
+    },
+    release(): void {
+      if (released) return;
+      released = true;
+      if (readBufferPool.length < READ_BUFFER_POOL_MAX) readBufferPool.push(buffer);
+    },
+  };
+  return reader;
+}
+
 /** Handles one accepted TCP connection: choose, connect (retrying others on failure), splice. */
 export function relayTCP(client: net.Socket, target: RelayTarget, opts: RelayOptions, conns: ConnectionSet): void {
   conns.add(client);
@@ -122,8 +166,17 @@ export function relayTCP(client: net.Socket, target: RelayTarget, opts: RelayOpt
         balancer.closed(dest, 'active');
       }
     };
-    const upstream = net.connect({ host: dest.ip, port: dest.port, timeout: opts.connectTimeoutMs, ...RELAY_SOCKET_OPTIONS });
+    const reader = upstreamReader(client);
+    const upstream = net.connect({ host: dest.ip, port: dest.port, timeout: opts.connectTimeoutMs, onread: reader.onread, ...RELAY_SOCKET_OPTIONS });
     conns.add(upstream);
+    // The read buffer is free once the endpoint can read into it no more and the client's
+    // writes from it are over (or cancelled): when both sockets have closed.
+    let closes = 0;
+    const closed = (): void => {
+      if (++closes === 2) reader.release();
+    };
+    upstream.once('close', closed);
+    client.once('close', closed);
     const failed = (why: string): void => {
       if (connected) return;
       release();
@@ -161,7 +214,18 @@ export function relayTCP(client: net.Socket, target: RelayTarget, opts: RelayOpt
         else if (!upstream.writableEnded) upstream.end();
       });
       forward(client, upstream);
-      forward(upstream, client);
+      // The other direction is upstreamReader's: it writes each read to the client and stops
+      // reading while a write is pending; the client's drain starts it again.
+      client.on('drain', () => {
+        if (reader.stalled) {
+          reader.stalled = false;
+          upstream.resume();
+        }
+      });
+      upstream.once('end', () => {
+        if (!client.writableEnded) client.end();
+      });
+      upstream.resume();
       client.resume();
     });
   };
