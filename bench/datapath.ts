@@ -16,11 +16,12 @@
  *     loop, bounded by time and count;
  *   - bulk: one connection downloads BENCH_BULK_MB (default 256) MB, bounded by time.
  * Part 2 (scale), iptables and nftables: setup latency to the last service while 10 / 1,000 /
- * 10,000 services are installed (kproxy's backend, run in-process against the node namespace),
- * sizes interleaved round by round, ratios against the smallest size.
+ * 10,000 services are installed (kproxy's backend, run in-process against one node namespace
+ * per size, each with its own pod), sizes interleaved round by round, ratios against the smallest.
  *
  * Env: BENCH_PARTS (compare,scale) BENCH_ROUNDS (5) BENCH_BACKENDS BENCH_SCALE_SIZES
- * (10,1000,10000) BENCH_SCALE_MODES (nftables,iptables) BENCH_SCALE_ROUNDS (3) BENCH_CONCURRENCY
+ * (10,1000,10000) BENCH_SCALE_MODES (nftables,iptables) BENCH_SCALE_ROUNDS (10) BENCH_SCALE_CONNECTS
+ * (200 per size per round) BENCH_CONCURRENCY
  * (16) BENCH_CPU_PROF=DIR (kproxy runs with --cpu-prof into DIR). Needs root and haproxy.
  */
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -382,25 +383,31 @@ function mkdirManifests(dir: string): void {
 }
 
 // ---------- part 2: service count ----------
+//
+// One node namespace per size, each with its own pod, all reachable from the client over their
+// own links: every size's rules are applied once (a 10,000-service transaction takes minutes on
+// this machine), then the latency measurements go round the sizes many times (A B C A B C …), so
+// the machine's drifting load hits every size alike.
 
-function scaleVip(i: number): string {
-  return `198.19.${1 + ((i >>> 8) & 127)}.${i & 255}`;
+function scaleVip(size: number, i: number): string {
+  return `198.19.${size * 64 + ((i >>> 8) & 63)}.${i & 255}`;
 }
 
-function scaleSnapshot(n: number): Snapshot {
+function scaleSnapshot(k: number, n: number): Snapshot {
   const b = new SnapshotBuilder('node');
   for (let i = 0; i < n; i++) {
     const name = `s${i}`;
+    const ip = scaleVip(k, i);
     const svc: ServiceObject = {
       kind: 'Service', id: namespacedName('bench', name), namespace: 'bench', name, labels: {}, annotations: {}, type: 'ClusterIP',
-      clusterIP: scaleVip(i), clusterIPs: [scaleVip(i)], ports: [{ name: 'p', protocol: 'TCP', port: 80, targetPort: POD_PORT, nodePort: 0 }],
+      clusterIP: ip, clusterIPs: [ip], ports: [{ name: 'p', protocol: 'TCP', port: 80, targetPort: POD_PORT, nodePort: 0 }],
       externalIPs: [], loadBalancerIPs: [], loadBalancerSourceRanges: [], sessionAffinity: 'None', sessionAffinityTimeoutSeconds: 0,
       externalTrafficPolicy: 'Cluster', internalTrafficPolicy: 'Cluster', healthCheckNodePort: 0, origin: { source: 'bench' },
     };
     const slice: EndpointSliceObject = {
       kind: 'EndpointSlice', id: namespacedName('bench', `${name}-1`), namespace: 'bench', name: `${name}-1`, serviceName: name, labels: {}, annotations: {},
       addressType: 'IPv4', ports: [{ name: 'p', protocol: 'TCP', port: POD_PORT }],
-      endpoints: PODS.map((p) => ({ addresses: [p], conditions: { ready: true, serving: true, terminating: false } })), origin: { source: 'bench' },
+      endpoints: [{ addresses: [PODS[0] as string], conditions: { ready: true, serving: true, terminating: false } }], origin: { source: 'bench' },
     };
     b.handle({ kind: 'Service', type: 'add', object: svc });
     b.handle({ kind: 'EndpointSlice', type: 'add', object: slice });
@@ -408,58 +415,88 @@ function scaleSnapshot(n: number): Snapshot {
   return b.next();
 }
 
-function kernelBackend(mode: string, node: Netns): Backend {
+function kernelBackend(mode: string, node: Netns, nodeIP: string): Backend {
   // A 10,000-service transaction on this loaded machine can outlast the harness's 30 s default.
   const exec: Exec = (cmd, args, options) => node.exec(cmd, args, { ...options, timeoutMs: 900_000 });
   const log = memoryLogger(0);
   const metrics = new ProxyMetrics();
-  const render = { nodeName: 'node', nodeIPs: [NODE_IP], nodePortAddresses: [], clusterCIDRs: ['198.18.10.0/24'], masqueradeAll: false, masqueradeBit: 14, family: 'IPv4' as const };
+  const render = { nodeName: 'node', nodeIPs: [nodeIP], nodePortAddresses: [], clusterCIDRs: ['198.18.10.0/24'], masqueradeAll: false, masqueradeBit: 14, family: 'IPv4' as const };
   return mode === 'nftables'
     ? new NftablesBackend({ exec, conntrack: new Conntrack(exec), clock: realClock, log, metrics, render })
     : new IptablesBackend({ iptables: new Iptables({ exec }), conntrack: new Conntrack(exec), log, metrics, render: { ...render, localhostNodePorts: false } });
 }
 
+/** A node namespace linked to the client (198.18.(2+k).0/24) with one pod behind a bridge. */
+async function scaleNode(topo: Topology, k: number): Promise<Netns> {
+  const node = await createNetns('bench-dp');
+  topo.all.push(node);
+  const cIf = `sc${k}`;
+  const clientIP = `198.18.${2 + k}.2`;
+  const nodeIP = `198.18.${2 + k}.1`;
+  await ipn(topo.client, ['link', 'add', cIf, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', node.name]);
+  await ipn(topo.client, ['addr', 'add', `${clientIP}/24`, 'dev', cIf]);
+  await ipn(topo.client, ['link', 'set', cIf, 'up']);
+  await topo.client.addRoute(`198.19.${k * 64}.0/18`, { via: nodeIP });
+  await ipn(node, ['addr', 'add', `${nodeIP}/24`, 'dev', 'eth0']);
+  await ipn(node, ['link', 'set', 'eth0', 'up']);
+  await ipn(node, ['link', 'add', 'br0', 'type', 'bridge']);
+  await ipn(node, ['addr', 'add', `${GW}/24`, 'dev', 'br0']);
+  await ipn(node, ['link', 'set', 'br0', 'up']);
+  await node.sysctl('net.ipv4.ip_forward', '1');
+  const pod = await createNetns('bench-dp');
+  topo.all.push(pod);
+  const ip = PODS[0] as string;
+  await ipn(node, ['link', 'add', 'v-pod', 'type', 'veth', 'peer', 'name', 'eth0', 'netns', pod.name]);
+  await ipn(node, ['link', 'set', 'v-pod', 'master', 'br0', 'up']);
+  await ipn(pod, ['addr', 'add', `${ip}/24`, 'dev', 'eth0']);
+  await ipn(pod, ['link', 'set', 'eth0', 'up']);
+  await pod.addRoute('198.18.0.0/15', { via: GW });
+  const server = pod.spawn(process.execPath, ['-e', SERVER, ip, String(POD_PORT)]);
+  await server.waitForOutput('ready', 10_000);
+  return node;
+}
+
 async function scale(topo: Topology): Promise<string> {
   const sizes = env('BENCH_SCALE_SIZES', '10,1000,10000').split(',').map(Number);
   const modes = env('BENCH_SCALE_MODES', 'nftables,iptables').split(',');
-  const rounds = Number(env('BENCH_SCALE_ROUNDS', '3'));
-  const snaps = new Map(sizes.map((n) => [n, scaleSnapshot(n)]));
-  const res = new Map<string, { lat: number[][]; applyMs: number[] }>();
-  for (let round = 0; round < rounds; round++) {
-    for (const mode of modes) {
-      // Alternate the order of sizes each round (ABC, CBA, …) so neither size always follows a big apply.
-      const order = round % 2 === 0 ? sizes : [...sizes].reverse();
-      for (const n of order) {
-        const key = `${mode}|${n}`;
-        const r = res.get(key) ?? { lat: [], applyMs: [] };
-        res.set(key, r);
-        await resetNode(topo);
-        const backend = kernelBackend(mode, topo.node);
-        const t0 = performance.now();
-        await backend.sync(snaps.get(n) as Snapshot);
-        r.applyMs.push(performance.now() - t0);
-        await topo.node.exec('conntrack', ['-F']);
-        await sleep(2000);
-        const t = { hosts: scaleVip(n - 1), port: 80 };
-        await waitServing(topo, t, `${mode} with ${n} services`);
-        const lat = JSON.parse(await runClient(topo, ['lat', t.hosts, '80', '500', '50'])) as number[];
-        r.lat.push(lat);
-        process.stderr.write(`scale round ${round + 1}/${rounds} ${mode} ${n}: ${median(lat).toFixed(0)} µs (apply ${(r.applyMs.at(-1) ?? 0).toFixed(0)} ms)\n`);
-      }
-    }
-  }
-  await resetNode(topo);
+  const rounds = Number(env('BENCH_SCALE_ROUNDS', '10'));
+  const perRound = Number(env('BENCH_SCALE_CONNECTS', '200'));
+  const nodes: Netns[] = [];
+  for (const [k] of sizes.entries()) nodes.push(await scaleNode(topo, k));
   const rows: string[][] = [];
   for (const mode of modes) {
-    const base = median(res.get(`${mode}|${sizes[0]}`)?.lat.map(median) ?? []);
-    for (const n of sizes) {
-      const r = res.get(`${mode}|${n}`);
-      if (!r) continue;
-      const m = median(r.lat.map(median));
-      rows.push([mode, String(n), `${(median(r.applyMs) / 1000).toFixed(1)} s`, `${m.toFixed(0)} µs`, `${pct(r.lat.flat(), 0.99).toFixed(0)} µs`, `${(m / base).toFixed(2)}×`]);
+    const applyMs: number[] = [];
+    for (const [k, n] of sizes.entries()) {
+      const node = nodes[k] as Netns;
+      await resetNode({ ...topo, node });
+      const t0 = performance.now();
+      await kernelBackend(mode, node, `198.18.${2 + k}.1`).sync(scaleSnapshot(k, n));
+      applyMs.push(performance.now() - t0);
+      process.stderr.write(`scale ${mode} ${n}: applied in ${(applyMs[k] ?? 0).toFixed(0)} ms\n`);
     }
+    await sleep(3000); // let the kernel finish deferred work after the big transactions
+    const lat: number[][][] = sizes.map(() => []);
+    for (let round = 0; round < rounds; round++) {
+      const order = round % 2 === 0 ? [...sizes.keys()] : [...sizes.keys()].reverse();
+      for (const k of order) {
+        const n = sizes[k] as number;
+        const t = { hosts: scaleVip(k, n - 1), port: 80 };
+        if (round === 0) await waitServing(topo, t, `${mode} with ${n} services`);
+        const xs = JSON.parse(await runClient(topo, ['lat', t.hosts, '80', String(perRound), '20'])) as number[];
+        lat[k]?.push(xs);
+      }
+      process.stderr.write(`scale ${mode} round ${round + 1}/${rounds}: ${sizes.map((n, k) => `${n}: ${median(lat[k]?.at(-1) ?? []).toFixed(0)} µs`).join(', ')}\n`);
+    }
+    const base = median(lat[0]?.map(median) ?? []);
+    for (const [k, n] of sizes.entries()) {
+      const m = median(lat[k]?.map(median) ?? []);
+      const wins = lat[k]?.filter((xs, r) => median(xs) <= median(lat[0]?.[r] ?? [])).length ?? 0;
+      rows.push([mode, String(n), `${((applyMs[k] ?? NaN) / 1000).toFixed(1)} s`, `${m.toFixed(0)} µs`, `${pct(lat[k]?.flat() ?? [], 0.99).toFixed(0)} µs`,
+        `${(m / base).toFixed(2)}×`, k === 0 ? '–' : `${wins}/${rounds}`]);
+    }
+    for (const node of nodes) await resetNode({ ...topo, node });
   }
-  return table(['mode', 'services', 'full sync', 'setup median', 'p99', `vs ${sizes[0]} services`], rows);
+  return table(['mode', 'services', 'full sync', 'setup median', 'p99', `vs ${sizes[0]} services`, `rounds at or below ${sizes[0]}`], rows);
 }
 
 async function main(): Promise<void> {
