@@ -364,7 +364,8 @@ async function compare(topo: Topology, dir: string): Promise<string> {
     `${s.cps.toFixed(0)}${s.errors ? ` (${s.errors} err)` : ''}`, ratio(s.cps, direct?.cps), ratio(s.cps, ha?.cps),
     `${s.mbps.toFixed(0)}`, ratio(s.mbps, direct?.mbps), ratio(s.mbps, ha?.mbps),
   ]);
-  const cpuRows = [...summary].filter(([, s]) => !Number.isNaN(s.cpuPerConn)).map(([name, s]) => [
+  // Kernel modes relay in softirq, not in a process: only the proxies that relay have a figure.
+  const cpuRows = [...summary].filter(([name]) => name === 'haproxy' || name.startsWith('userspace')).map(([name, s]) => [
     name, `${s.cpuPerConn.toFixed(0)} µs`, ha ? `${(ha.cpuPerConn / s.cpuPerConn).toFixed(2)}×` : '–',
     `${s.cpuPerGB.toFixed(2)} s`, ha ? `${(ha.cpuPerGB / s.cpuPerGB).toFixed(2)}×` : '–',
   ]);
