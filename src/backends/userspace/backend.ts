@@ -22,7 +22,7 @@ import type { Exec } from '../../platform/exec.js';
 import { Iptables } from '../../platform/iptables.js';
 import type { Backend } from '../backend.js';
 import { Balancer, type Dest } from './balancer.js';
-import { ConnectionSet, UDPRelay, relayTCP, type RelayOptions, type RelayTarget } from './relay.js';
+import { ConnectionSet, RELAY_SOCKET_OPTIONS, UDPRelay, relayTCP, type RelayOptions, type RelayTarget } from './relay.js';
 import { USERSPACE_CHAINS, USERSPACE_JUMPS, renderPortals, type Portal } from './rules.js';
 
 export interface UserspaceOptions {
@@ -275,7 +275,7 @@ export class UserspaceBackend implements Backend {
 
   private listenTCP(ip: string, port: number, target: RelayTarget, key: string): Promise<Listener> {
     const conns = new ConnectionSet();
-    const server = net.createServer({ pauseOnConnect: true }, (sock) => relayTCP(sock, target, this.relayOpts, conns));
+    const server = net.createServer({ pauseOnConnect: true, ...RELAY_SOCKET_OPTIONS }, (sock) => relayTCP(sock, target, this.relayOpts, conns));
     return new Promise((resolve, reject) => {
       server.once('error', reject);
       server.listen({ host: ip, port, exclusive: true }, () => {

@@ -47,13 +47,102 @@ export class ConnectionSet {
   }
 }
 
+/**
+ * Bytes queued in user space towards one side before the other side stops being read. Above
+ * Node's default (16 KiB, less than one 64 KiB read) so bulk transfers do not stop and restart
+ * reading (two epoll_ctl calls) on every chunk; small enough to bound memory per connection.
+ */
+export const RELAY_HIGH_WATER = 1 << 20;
+
+/** Socket options for both sides of a relayed TCP connection. */
+export const RELAY_SOCKET_OPTIONS = {
+  // Each direction ends on its own: a client that half-closes still gets the whole reply.
+  allowHalfOpen: true,
+  // Bytes go on as they come: the ends' own Nagle already decided when to send them.
+  noDelay: true,
+} as const;
+
+/**
+ * Copies `src` into `dst` with backpressure; src's end of stream half-closes dst. A manual copy,
+ * not `pipe()`: pipe adds six listeners and an unpipe protocol per direction, and pauses at
+ * Node's 16 KiB mark.
+ */
+function forward(src: net.Socket, dst: net.Socket): void {
+  src.on('data', (chunk: Buffer) => {
+    dst.write(chunk);
+    if (dst.writableLength > RELAY_HIGH_WATER) src.pause();
+  });
+  dst.on('drain', () => {
+    if (src.isPaused()) src.resume();
+  });
+  src.once('end', () => {
+    if (!dst.writableEnded) dst.end();
+  });
+}
+
+const READ_BUFFER_SIZE = 64 * 1024;
+const READ_BUFFER_POOL_MAX = 256;
+const readBufferPool: Buffer[] = [];
+
+/**
+ * Reads from the endpoint go into one reused buffer per connection (Node's `onread`), taken from
+ * a small pool: without it every 64 KiB read allocates a fresh buffer, and in a bulk transfer the
+ * allocations and the garbage collection they cause are a large share of the relay's CPU.
+ * A chunk is written to the client straight from that buffer; if the kernel did not take it all
+ * at once, reading stops (the buffer is still referenced by the pending write) until the client
+ * drains.
+ */
+interface UpstreamReader {
+  readonly onread: net.OnReadOpts;
+  /** True while reading is stopped for a pending write to the client. */
+  stalled: boolean;
+  /** Gives the buffer back to the pool; only once no read or write can touch it any more. */
+  release(): void;
+}
+
+function upstreamReader(client: net.Socket): UpstreamReader {
+  const buffer = readBufferPool.pop() ?? Buffer.allocUnsafe(READ_BUFFER_SIZE);
+  let released = false;
+  const reader: UpstreamReader = {
+    stalled: false,
+    onread: {
+      buffer,
+      callback: (n: number, buf: Uint8Array): boolean => {
+        if (client.destroyed) return false;
+        client.write((buf as Buffer).subarray(0, n));
+        if (client.writableLength === 0) return true;
+        reader.stalled = true;
+        return false;
+      },
+    },
+    release(): void {
+      if (released) return;
+      released = true;
+      if (readBufferPool.length < READ_BUFFER_POOL_MAX) readBufferPool.push(buffer);
+    },
+  };
+  return reader;
+}
+
 /** Handles one accepted TCP connection: choose, connect (retrying others on failure), splice. */
 export function relayTCP(client: net.Socket, target: RelayTarget, opts: RelayOptions, conns: ConnectionSet): void {
   conns.add(client);
   client.pause();
-  client.on('error', () => { /* reported through close; a client reset is not our error */ });
-  const clientIP = stripV4Mapped(client.remoteAddress);
-  const ctx = { clientIP, clientPort: client.remotePort ?? 0, vip: target.vip, vport: target.vport, protocol: target.protocol };
+  // Reported through close; a client reset is not our error. After the upstream connection is
+  // up, an error on either side ends both.
+  let peer: net.Socket | undefined;
+  client.on('error', () => peer?.destroy());
+  // The client's address costs a getpeername(2): only schedulers and affinity that use it ask.
+  let clientIP: string | undefined;
+  const ctx = {
+    get clientIP(): string {
+      return (clientIP ??= stripV4Mapped(client.remoteAddress));
+    },
+    get clientPort(): number {
+      return client.remotePort ?? 0;
+    },
+    vip: target.vip, vport: target.vport, protocol: target.protocol,
+  };
   const tried = new Set<string>();
 
   const attempt = (): void => {
@@ -63,7 +152,7 @@ export function relayTCP(client: net.Socket, target: RelayTarget, opts: RelayOpt
     if (!balancer || !dest) {
       const result = tried.size === 0 ? 'no_endpoints' : 'all_failed';
       opts.onResult?.(target.servicePort, target.protocol, result);
-      opts.log.info('closing connection: no endpoint available', { servicePort: target.servicePort, client: clientIP, tried: [...tried] }, 2);
+      opts.log.info('closing connection: no endpoint available', { servicePort: target.servicePort, client: ctx.clientIP, tried: [...tried] }, 2);
       client.resetAndDestroy();
       return;
     }
@@ -77,37 +166,66 @@ export function relayTCP(client: net.Socket, target: RelayTarget, opts: RelayOpt
         balancer.closed(dest, 'active');
       }
     };
-    const upstream = net.connect({ host: dest.ip, port: dest.port, timeout: opts.connectTimeoutMs });
+    const reader = upstreamReader(client);
+    const upstream = net.connect({ host: dest.ip, port: dest.port, timeout: opts.connectTimeoutMs, onread: reader.onread, ...RELAY_SOCKET_OPTIONS });
     conns.add(upstream);
+    // The read buffer is free once the endpoint can read into it no more and the client's
+    // writes from it are over (or cancelled): when both sockets have closed.
+    let closes = 0;
+    const closed = (): void => {
+      if (++closes === 2) reader.release();
+    };
+    upstream.once('close', closed);
+    client.once('close', closed);
     const failed = (why: string): void => {
       if (connected) return;
       release();
       upstream.destroy();
       balancer.markFailed(dest);
-      balancer.forgetClient(clientIP);
+      balancer.forgetClient(ctx.clientIP);
       opts.onFailure?.(target.servicePort, dest.key);
       opts.log.info('endpoint failed; trying another', { servicePort: target.servicePort, endpoint: dest.key, reason: why }, 2);
       attempt();
     };
     upstream.once('timeout', () => failed('connect timeout'));
-    upstream.once('error', (err: NodeJS.ErrnoException) => {
+    upstream.on('error', (err: NodeJS.ErrnoException) => {
       if (!connected) failed(err.code ?? err.message);
+      else client.destroy();
     });
     upstream.once('connect', () => {
       connected = true;
       upstream.setTimeout(0);
       opts.onResult?.(target.servicePort, target.protocol, 'ok');
-      upstream.on('error', () => client.destroy());
-      client.on('error', () => upstream.destroy());
-      upstream.once('close', () => {
-        release();
-        if (!client.destroyed) client.end();
+      upstream.once('close', release);
+      if (client.destroyed) {
+        // The client went away while we were connecting.
+        upstream.destroy();
+        return;
+      }
+      peer = upstream;
+      // A side that closes after a clean exchange lets the other finish writing what it has;
+      // a side that closes on an error (reset) takes the other down at once.
+      upstream.once('close', (hadError) => {
+        if (hadError) client.destroy();
+        else if (!client.writableEnded) client.end();
       });
-      client.once('close', () => {
-        if (!upstream.destroyed) upstream.end();
+      client.once('close', (hadError) => {
+        if (hadError) upstream.destroy();
+        else if (!upstream.writableEnded) upstream.end();
       });
-      client.pipe(upstream);
-      upstream.pipe(client);
+      forward(client, upstream);
+      // The other direction is upstreamReader's: it writes each read to the client and stops
+      // reading while a write is pending; the client's drain starts it again.
+      client.on('drain', () => {
+        if (reader.stalled) {
+          reader.stalled = false;
+          upstream.resume();
+        }
+      });
+      upstream.once('end', () => {
+        if (!client.writableEnded) client.end();
+      });
+      upstream.resume();
       client.resume();
     });
   };

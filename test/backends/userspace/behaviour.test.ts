@@ -227,3 +227,47 @@ test('close drains: open connections get the drain time, then are cut; listeners
     for (const p of ps) await p.close();
   }
 });
+
+test('TCP relay: 3 MB each way arrive intact, and a client that half-closes still gets the whole reply', async () => {
+  const h = harness();
+  const size = 3 << 20; // above the relay's 1 MiB high-water mark: the backpressure path runs
+  const pattern = (seed: number): Buffer => {
+    const b = Buffer.allocUnsafe(size);
+    for (let i = 0; i < size; i++) b[i] = (i * 31 + seed) & 255;
+    return b;
+  };
+  const request = pattern(7);
+  const reply = pattern(11);
+  // The pod reads until the client's FIN, then answers with what it got and a 3 MB reply.
+  const pod = net.createServer({ allowHalfOpen: true }, (s) => {
+    const got: Buffer[] = [];
+    s.on('data', (d: Buffer) => got.push(d));
+    s.on('end', () => {
+      const all = Buffer.concat(got);
+      s.write(`${all.length} ${all.equals(request) ? 'same' : 'different'}\n`);
+      s.end(reply);
+    });
+  });
+  await new Promise<void>((r) => pod.listen(9395, PODS[0], r));
+  try {
+    await h.apply(
+      { kind: 'Service', type: 'add', object: svc('ns1', 'web', { clusterIP: '127.0.34.20' }) },
+      { kind: 'EndpointSlice', type: 'add', object: slice('ns1', 'w', 'web', [ep(PODS[0] ?? '')], { port: 9395 }) },
+    );
+    const answer = await new Promise<Buffer>((resolve, reject) => {
+      const c = net.connect({ host: '127.0.34.20', port: 80, allowHalfOpen: true });
+      const got: Buffer[] = [];
+      c.on('data', (d: Buffer) => got.push(d));
+      c.on('end', () => resolve(Buffer.concat(got)));
+      c.on('error', reject);
+      c.setTimeout(10_000, () => c.destroy(new Error('timed out')));
+      c.once('connect', () => c.end(request));
+    });
+    const nl = answer.indexOf(10);
+    assert.equal(answer.subarray(0, nl).toString(), `${size} same`);
+    assert.ok(answer.subarray(nl + 1).equals(reply), `reply of ${answer.length - nl - 1} bytes equals the ${size} sent`);
+  } finally {
+    await h.close();
+    await new Promise((r) => pod.close(r));
+  }
+});
