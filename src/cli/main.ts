@@ -173,9 +173,10 @@ export async function cleanup(log: Logger, exec: Exec): Promise<number> {
   const ipt = new Iptables({ exec });
   const removers: [string, () => Promise<string[]>][] = [
     ['userspace', () => removeUserspaceRules(ipt)],
+    // IPVS first: it removes both kernel modes' jumps before the chains they share.
+    ['ipvs', () => removeIpvsRules(exec, ipt)],
     ['iptables', () => removeIptablesRules(ipt)],
     ['nftables', () => removeNftablesRules(exec)],
-    ['ipvs', () => removeIpvsRules(exec, ipt)],
   ];
   for (const [mode, remove] of removers) {
     try {

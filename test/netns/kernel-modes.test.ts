@@ -31,6 +31,8 @@ function modes(): readonly Mode[] {
   return existsSync('/proc/net/ip_vs') ? ALL_MODES : ['iptables', 'nftables'];
 }
 const MODES = modes();
+/** Under the qemu VM (software emulation) node starts tens of times slower. */
+const SLOW = process.env.KPROXY_IN_VM === '1' ? 10 : 1;
 
 /** What each mode needs, how someone else breaks its rules, and what must be gone after --cleanup. */
 const MODE_INFO: Record<Mode, { tools: string[]; flush: [string, string[]]; leftovers: (ns: Netns) => Promise<string[]>; tracer: boolean }> = {
@@ -74,7 +76,7 @@ async function tcp(ns: Netns, ip: string, port: number, count: number, timeoutMs
 }
 
 for (const mode of MODES) {
-  test(`kernel mode ${mode}: the shared scenario table, with real packets`, { timeout: 300_000 }, async (t) => {
+  test(`kernel mode ${mode}: the shared scenario table, with real packets`, { timeout: 300_000 * SLOW }, async (t) => {
     const info = MODE_INFO[mode];
     if (!(await kernelTestGate(t, { tools: info.tools }))) return;
     const prefix = `km-${mode}`;
@@ -94,7 +96,7 @@ for (const mode of MODES) {
         await pollUntil(`kproxy ${mode} on ${name} to sync`, () => {
           if (!p.running) throw new Error(`kproxy exited: ${p.stderr().slice(-3000)}`);
           return /"synced proxy rules"/.test(p.stderr());
-        }, { timeoutMs: 20_000, describeLast: () => p.stderr().slice(-3000) });
+        }, { timeoutMs: 20_000 * SLOW, describeLast: () => p.stderr().slice(-3000) });
         return p;
       };
       const kp1 = await start(c.node1, 'node1');

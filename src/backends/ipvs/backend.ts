@@ -20,6 +20,7 @@ import type { Exec } from '../../platform/exec.js';
 import type { Iptables } from '../../platform/iptables.js';
 import type { Backend } from '../backend.js';
 import { UdpConntrackCleaner } from '../conntrack-cleanup.js';
+import { JUMP_RULES } from '../iptables/render.js';
 import { serializeFull } from '../iptables/serialize.js';
 import { parseDeviceAddresses, parseIpsetSave, parseIpvsadmConnections, parseIpvsadmSave } from './kernel-state.js';
 import type { IpvsModel, IpvsRenderOptions } from './model.js';
@@ -144,7 +145,15 @@ export class IpvsBackend implements Backend {
     const family = this.opts.render.family;
 
     // 1. The dummy interface, then the ipsets (the rules below reference them).
-    if (kernel.addresses === undefined) await this.tool('ip', () => this.run('ip', ['link', 'add', DUMMY_DEVICE, 'type', 'dummy']));
+    if (kernel.addresses === undefined) {
+      await this.tool('ip', async () => {
+        const r = await this.opts.exec('ip', ['link', 'add', DUMMY_DEVICE, 'type', 'dummy']);
+        // "File exists": it appeared since it was read (the read may also have failed for another reason).
+        if (r.code !== 0 && !/File exists/.test(r.stderr)) {
+          throw new KproxyError('KP_ERR_IPVS_TOOL', `ip link add ${DUMMY_DEVICE} type dummy failed (exit ${r.code}): ${r.stderr.trim()}`);
+        }
+      });
+    }
     const plan0 = planIpvs(model, kernel, { excludeCIDRs: this.excludeCIDRs, family });
     if (plan0.ipset.length > 0) await this.tool('ipset', () => this.run('ipset', ['-exist', 'restore'], plan0.ipset.join('\n') + '\n'));
     // 2. The constant-size iptables rules and the jumps into them (upstream rewrites them every sync).
@@ -289,7 +298,9 @@ export async function removeIpvsRules(exec: Exec, iptables: Iptables): Promise<s
     if (r.code !== 0) throw new KproxyError('KP_ERR_IPVS_CLEANUP', `ip link del ${DUMMY_DEVICE} failed: ${r.stderr.trim()}`);
     removed.push(`link/${DUMMY_DEVICE}`);
   }
-  for (const j of IPVS_JUMP_RULES) await iptables.deleteRule(j.table, j.chain, j.args);
+  // Both modes' jumps: the chain names are shared (KUBE-SERVICES, KUBE-PROXY-FIREWALL, ...), so a
+  // chain is only removable once no jump of either mode points at it.
+  for (const j of [...IPVS_JUMP_RULES, ...JUMP_RULES]) await iptables.deleteRule(j.table, j.chain, j.args);
   for (const table of ['filter', 'nat'] as const) {
     removed.push(...(await iptables.deleteChains(table, IPVS_CHAINS[table])).map((c) => `${table}/${c}`));
   }
