@@ -4,6 +4,7 @@
  * first failing line like ipvsadm's restore), `ipset save` / `-exist restore` / `list -n` /
  * `destroy`, `ip` for kube-ipvs0, and the iptables tools (accepted and recorded). The formats are
  * written out here by hand from captured tool output, not with kproxy's serializers.
+ * `inputs('ipvsadm -R')` gives the restore inputs.
  */
 import type { Exec, ExecCall, ExecResult } from '../../src/platform/exec.js';
 
@@ -194,8 +195,10 @@ export class FakeIpvsKernel {
     const input = options?.input;
     this.calls.push({ cmd, args: [...args], input });
     let r: ExecResult;
-    if (cmd === 'ipvsadm') r = this.ipvsadm(args);
-    else if (cmd === 'ipvsadm-restore') {
+    if (cmd === 'ipvsadm' && args.join(' ') !== '-R') r = this.ipvsadm(args);
+    else if (cmd === 'ipvsadm-restore' || cmd === 'ipvsadm') {
+      // The ipvsadm-restore script runs `ipvsadm -C` before `ipvsadm -R`.
+      if (cmd === 'ipvsadm-restore') this.vs.clear();
       r = this.ok();
       if (this.failing.has('ipvsadm')) r = this.fail('Can\'t initialize ipvs', 2);
       else {
@@ -221,6 +224,6 @@ export class FakeIpvsKernel {
 
   /** The inputs of every call to `cmd` (e.g. the ipvsadm-restore texts of each sync). */
   inputs(cmd: string): string[] {
-    return this.calls.filter((c) => c.cmd === cmd).map((c) => c.input ?? '');
+    return this.calls.filter((c) => c.cmd === cmd || [c.cmd, ...c.args].join(' ') === cmd).filter((c) => c.input !== undefined).map((c) => c.input ?? '');
   }
 }

@@ -49,7 +49,7 @@ const MODE_INFO: Record<Mode, { tools: string[]; flush: [string, string[]]; left
     tracer: true,
   },
   ipvs: {
-    tools: ['ipvsadm', 'ipvsadm-restore', 'ipset', 'iptables', 'iptables-restore', 'conntrack'],
+    tools: ['ipvsadm', 'ipset', 'iptables', 'iptables-restore', 'conntrack'],
     // Someone clears every virtual server; the next sync (diffing against ipvsadm -Sn) repairs it.
     flush: ['ipvsadm', ['-C']],
     leftovers: async (ns) => {

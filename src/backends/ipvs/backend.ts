@@ -1,7 +1,7 @@
 /**
  * IPVS mode: render the snapshot (virtual servers, kube-ipvs0 addresses, ipsets, a constant set
  * of iptables rules), read what the kernel holds, and apply only the differences: one
- * `ipset -exist restore`, one `iptables-restore --noflush`, one `ipvsadm-restore` and one
+ * `ipset -exist restore`, one `iptables-restore --noflush`, one `ipvsadm -R` (restore) and one
  * `ip -batch` per sync. Removed TCP real servers drain at weight 0 and are deleted once their
  * connections end (checked on every sync and on a timer). A virtual server the kernel refuses
  * is an error of its service only; a failed tool run fails the sync, which the proxier retries
@@ -197,7 +197,7 @@ export class IpvsBackend implements Backend {
   }
 
   /**
-   * ipvsadm-restore is not atomic and its exit status reflects only its last line, so the result
+   * ipvsadm -R is not atomic and its exit status reflects only its last line, so the result
    * is read back: whatever the kernel still lacks after a run belongs to a service it refused.
    * The first line of the re-computed plan is such a refusal; that service is frozen (left as the
    * kernel has it) and the rest is applied again. Bounded by the number of service ports.
@@ -213,13 +213,14 @@ export class IpvsBackend implements Backend {
         const culprit = plan.ipvsadm[0];
         if (culprit?.owner === undefined) {
           this.opts.metrics.ipvsRestoreFailures.inc({ tool: 'ipvsadm' });
-          throw new KproxyError('KP_ERR_IPVS_RESTORE', `ipvsadm-restore did not apply ${JSON.stringify(culprit?.text ?? '')}: ${lastErr || 'no error reported'}`);
+          throw new KproxyError('KP_ERR_IPVS_RESTORE', `ipvsadm -R did not apply ${JSON.stringify(culprit?.text ?? '')}: ${lastErr || 'no error reported'}`);
         }
         const reason = `the kernel refused ${JSON.stringify(culprit.text)}${lastErr ? `: ${lastErr}` : ''}`;
         frozen.set(culprit.owner, reason);
         this.opts.log.error('service port not programmed: IPVS refused its virtual server', { servicePort: culprit.owner, reason });
       }
-      const r = await this.opts.exec('ipvsadm-restore', [], { input: plan.ipvsadm.map((l) => l.text).join('\n') + '\n' });
+      // `ipvsadm -R`, not the ipvsadm-restore script: the script runs `ipvsadm -C` first (a full flush).
+      const r = await this.opts.exec('ipvsadm', ['-R'], { input: plan.ipvsadm.map((l) => l.text).join('\n') + '\n' });
       lastErr = r.code === 0 ? '' : (r.stderr || r.stdout).trim().split('\n')[0] ?? '';
       kernel = { ...kernel, servers: parseIpvsadmSave(await this.run('ipvsadm', ['-Sn'])) };
       plan = planIpvs(model, kernel, { excludeCIDRs: this.excludeCIDRs, family: this.opts.render.family, frozen: new Set(frozen.keys()) });
@@ -228,7 +229,7 @@ export class IpvsBackend implements Backend {
     }
     if (plan.ipvsadm.length > 0) {
       this.opts.metrics.ipvsRestoreFailures.inc({ tool: 'ipvsadm' });
-      throw new KproxyError('KP_ERR_IPVS_RESTORE', `ipvsadm-restore left ${plan.ipvsadm.length} changes unapplied: ${lastErr || plan.ipvsadm[0]?.text}`);
+      throw new KproxyError('KP_ERR_IPVS_RESTORE', `ipvsadm -R left ${plan.ipvsadm.length} changes unapplied: ${lastErr || plan.ipvsadm[0]?.text}`);
     }
     this.refused.clear();
     for (const [k, v] of frozen) this.refused.set(k, v);

@@ -1,6 +1,6 @@
 /**
  * Whether this machine can run IPVS mode: the kernel's IPVS (/proc/net/ip_vs, or `modprobe ip_vs`
- * makes it appear), `ipvsadm` and `ipvsadm-restore`, and `ipset` 6.0 or newer (upstream's
+ * makes it appear), `ipvsadm`, and `ipset` 6.0 or newer (upstream's
  * minimum). Without them kproxy runs iptables mode instead, as upstream does. Injectable: tests
  * pass their own exec and file check.
  */
@@ -31,10 +31,8 @@ export async function probeIpvsSupport(deps: IpvsSupportDeps): Promise<IpvsSuppo
       missing.push(`the kernel's IPVS (no ${PROC_IP_VS}; ${why})`);
     }
   }
-  for (const [tool, args] of [['ipvsadm', ['--help']], ['ipvsadm-restore', []]] as const) {
-    const r = await deps.exec(tool, args, { input: '' });
-    if (r.code === 127) missing.push(`the ${tool} command`);
-  }
+  const r = await deps.exec('ipvsadm', ['--help']);
+  if (r.code === 127) missing.push('the ipvsadm command');
   const v = await deps.exec('ipset', ['--version']);
   if (v.code === 127) missing.push('the ipset command');
   else {

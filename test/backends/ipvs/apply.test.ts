@@ -68,9 +68,9 @@ test('first sync: sysctls and timeouts, dummy device, ipsets, rules, jumps, addr
   assert.deepEqual(kernel.device, ['198.18.0.10']);
   assert.deepEqual([...(kernel.sets.get('KUBE-CLUSTER-IP')?.entries ?? [])], ['198.18.0.10,tcp:80']);
   assert.equal(kernel.sets.size, 17, 'every upstream ipset exists');
-  const order = ['ipset', 'iptables-restore', 'ip', 'ipvsadm-restore'].map((c) => kernel.calls.findIndex((x) => x.cmd === c && (c !== 'ip' || x.args[0] === '-force')));
+  const order = ['ipset', 'iptables-restore', 'ip', 'ipvsadm'].map((c) => kernel.calls.findIndex((x) => x.cmd === c && (c !== 'ip' || x.args[0] === '-force') && (c !== 'ipvsadm' || x.args[0] === '-R')));
   assert.deepEqual([...order].sort((a, b) => a - b), order, 'ipsets, then rules, then addresses, then virtual servers');
-  assert.equal(kernel.inputs('ipvsadm-restore').length, 1);
+  assert.equal(kernel.inputs('ipvsadm -R').length, 1);
   assert.ok(kernel.calls.some((c) => c.cmd === 'iptables' && c.args.join(' ').includes('-I INPUT -m comment --comment kubernetes ipvs access filter -j KUBE-IPVS-FILTER')));
 });
 
@@ -82,7 +82,7 @@ test('a second sync with nothing changed writes no ipvsadm or ipset change', asy
   const before = kernel.calls.length;
   await backend.sync(builder.next(true));
   const after = kernel.calls.slice(before);
-  assert.equal(after.filter((c) => c.cmd === 'ipvsadm-restore' || (c.cmd === 'ipset' && c.args.includes('restore')) || (c.cmd === 'ip' && c.args[0] === '-force')).length, 0);
+  assert.equal(after.filter((c) => (c.cmd === 'ipvsadm' && c.args[0] === '-R') || (c.cmd === 'ipset' && c.args.includes('restore')) || (c.cmd === 'ip' && c.args[0] === '-force')).length, 0);
 });
 
 test('endpoint change: only the difference (-a new, graceful -e weight 0 for the removed busy TCP one), then deleted once drained', async () => {
@@ -94,7 +94,7 @@ test('endpoint change: only the difference (-a new, graceful -e weight 0 for the
   kernel.setConnections('TCP 198.18.0.10:80', '198.18.10.3:8080', 1, 0);
   update(webEps(['198.18.10.2', '198.18.10.4']), v1);
   await backend.sync(builder.next());
-  const second = kernel.inputs('ipvsadm-restore')[1] ?? '';
+  const second = kernel.inputs('ipvsadm -R')[1] ?? '';
   assert.deepEqual(second.trim().split('\n').sort(), [
     '-a -t 198.18.0.10:80 -r 198.18.10.4:8080 -m -w 1',
     '-e -t 198.18.0.10:80 -r 198.18.10.3:8080 -m -w 0',
@@ -124,7 +124,7 @@ test('a removed TCP real server without connections, and UDP ones, are deleted a
   update(slice('ns1', 'dns-1', 'dns', [ep('198.18.10.2')], { portName: 'dns', port: 53, protocol: 'UDP' }), d1);
   update(webEps(['198.18.10.2']), w1);
   await backend.sync(builder.next());
-  assert.deepEqual((kernel.inputs('ipvsadm-restore')[1] ?? '').trim().split('\n').sort(), [
+  assert.deepEqual((kernel.inputs('ipvsadm -R')[1] ?? '').trim().split('\n').sort(), [
     '-d -t 198.18.0.10:80 -r 198.18.10.3:8080',
     '-d -u 198.18.0.53:53 -r 198.18.10.3:53',
   ]);
@@ -144,7 +144,7 @@ test('a terminating real server that comes back is restored to its weight (no de
   await backend.sync(builder.next());
   update(webEps(['198.18.10.2', '198.18.10.3']), b);
   await backend.sync(builder.next());
-  assert.equal((kernel.inputs('ipvsadm-restore')[2] ?? '').trim(), '-e -t 198.18.0.10:80 -r 198.18.10.3:8080 -m -w 1');
+  assert.equal((kernel.inputs('ipvsadm -R')[2] ?? '').trim(), '-e -t 198.18.0.10:80 -r 198.18.10.3:8080 -m -w 1');
   assert.equal(backend.terminating.size, 0);
 });
 
@@ -205,7 +205,7 @@ test('a virtual server changed by someone (scheduler) is put back with -E; one a
   if (v) v.sched = 'wlc';
   kernel.vs.set('TCP 198.18.0.99:80', { proto: 'TCP', addr: '198.18.0.99:80', sched: 'rr', persist: 0, flags: '', rs: [] });
   await backend.sync(builder.next(true));
-  assert.deepEqual((kernel.inputs('ipvsadm-restore')[1] ?? '').trim().split('\n'), ['-D -t 198.18.0.99:80', '-E -t 198.18.0.10:80 -s rr']);
+  assert.deepEqual((kernel.inputs('ipvsadm -R')[1] ?? '').trim().split('\n'), ['-D -t 198.18.0.99:80', '-E -t 198.18.0.10:80 -s rr']);
 });
 
 test('--cleanup removes virtual servers, kube-ipvs0, rules and every ipset; nothing to do without IPVS', async () => {

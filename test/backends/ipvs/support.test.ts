@@ -35,7 +35,6 @@ test('IPVS support: each missing piece is named, everything present is ok', asyn
     ['no kernel IPVS', { proc: false, modprobe: 'fail' }, /^the kernel's IPVS \(no \/proc\/net\/ip_vs; modprobe ip_vs failed: modprobe: FATAL: Module ip_vs not found/],
     ['no modprobe', { proc: false, modprobe: 'absent' }, /^the kernel's IPVS \(no \/proc\/net\/ip_vs; modprobe not found\)$/],
     ['no ipvsadm', { ipvsadm: false }, /^the ipvsadm command$/],
-    ['no ipvsadm-restore', { restore: false }, /^the ipvsadm-restore command$/],
     ['no ipset', { ipset: undefined }, /^the ipset command$/],
     ['old ipset', { ipset: 'ipset v5.4, protocol version: 5\n' }, /^ipset 6\.0 or newer \(found v5\.4\)$/],
   ];
