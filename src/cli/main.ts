@@ -7,6 +7,9 @@ import type { Source, SourceProblem } from '../core/events.js';
 import { SnapshotBuilder } from '../core/snapshot.js';
 import type { Backend, KernelRenderOptions } from '../backends/backend.js';
 import { IptablesBackend, removeIptablesRules } from '../backends/iptables/backend.js';
+import { IpvsBackend, removeIpvsRules } from '../backends/ipvs/backend.js';
+import { DUMMY_DEVICE } from '../backends/ipvs/names.js';
+import { probeIpvsSupport, type IpvsSupport } from '../backends/ipvs/support.js';
 import { NftablesBackend, removeNftablesRules } from '../backends/nftables/backend.js';
 import { UserspaceBackend, removeUserspaceRules } from '../backends/userspace/backend.js';
 import { ConfigError, type ProxyConfig } from '../config/config.js';
@@ -38,7 +41,8 @@ export interface Running {
 function kernelRenderOptions(config: ProxyConfig): KernelRenderOptions {
   return {
     nodeName: config.hostnameOverride,
-    nodeIPs: localAddresses('IPv4', config.nodePortAddresses),
+    // kube-ipvs0 holds service addresses, never node addresses (it survives restarts).
+    nodeIPs: localAddresses('IPv4', config.nodePortAddresses, [DUMMY_DEVICE]),
     nodePortAddresses: config.nodePortAddresses,
     clusterCIDRs: config.clusterCIDRs.filter((c) => !c.includes(':')),
     masqueradeAll: config.masqueradeAll,
@@ -73,8 +77,26 @@ function createBackend(config: ProxyConfig, log: Logger, metrics: ProxyMetrics, 
         render: kernelRenderOptions(config),
       });
     case 'ipvs':
-      throw new KproxyError('KP_ERR_MODE_UNAVAILABLE', `--proxy-mode ${config.mode} is not available in this build yet; use --proxy-mode userspace`);
+      return new IpvsBackend({
+        exec, iptables: new Iptables({ exec }), conntrack: new Conntrack(exec), clock: realClock, log, metrics,
+        render: { ...kernelRenderOptions(config), scheduler: config.ipvsScheduler, localAddresses: localAddresses('IPv4', [], [DUMMY_DEVICE]) },
+        excludeCIDRs: config.ipvsExcludeCIDRs,
+        strictARP: config.ipvsStrictARP,
+        timeoutsMs: { tcp: config.ipvsTcpTimeoutMs, tcpFin: config.ipvsTcpFinTimeoutMs, udp: config.ipvsUdpTimeoutMs },
+      });
   }
+}
+
+/**
+ * The mode kproxy really runs: ipvs mode falls back to iptables mode when the machine lacks
+ * IPVS support, with one log line naming what is missing (as upstream).
+ */
+export async function effectiveMode(config: ProxyConfig, log: Logger, probe: () => Promise<IpvsSupport>): Promise<ProxyConfig['mode']> {
+  if (config.mode !== 'ipvs') return config.mode;
+  const support = await probe();
+  if (support.ok) return 'ipvs';
+  log.warn(`IPVS proxy mode is not available, running iptables mode instead: missing ${support.missing.join('; ')}`);
+  return 'iptables';
 }
 
 /**
@@ -98,12 +120,13 @@ async function createSource(config: ProxyConfig, log: Logger, metrics: ProxyMetr
 }
 
 /** Starts kproxy with a configuration; used by main and by end-to-end tests. */
-export async function start(config: ProxyConfig, options: { log?: Logger; exec?: Exec } = {}): Promise<Running> {
+export async function start(config: ProxyConfig, options: { log?: Logger; exec?: Exec; ipvsSupport?: () => Promise<IpvsSupport> } = {}): Promise<Running> {
   const log = options.log ?? createLogger({ verbosity: config.verbosity });
   const exec = options.exec ?? realExec;
   const metrics = new ProxyMetrics({ processMetrics: true });
   const health = new ProxierHealth(realClock, 2 * config.syncPeriodMs);
-  const backend = createBackend(config, log, metrics, exec);
+  const mode = await effectiveMode(config, log, options.ipvsSupport ?? (() => probeIpvsSupport({ exec })));
+  const backend = createBackend({ ...config, mode }, log, metrics, exec);
   const source = await createSource(config, log, metrics);
   const proxier = new Proxier({
     backend, nodeName: config.hostnameOverride, clock: realClock, sources: [source.name],
@@ -118,7 +141,7 @@ export async function start(config: ProxyConfig, options: { log?: Logger; exec?:
   try {
     if (config.healthzBindAddress) servers.push(await serveHealthz(config.healthzBindAddress, health));
     if (config.metricsBindAddress) servers.push(await serveMetrics(config.metricsBindAddress, metrics, () => backend.mode, health));
-    log.info('starting kproxy', { mode: config.mode, node: config.hostnameOverride, source: source.name });
+    log.info('starting kproxy', { mode: backend.mode, node: config.hostnameOverride, source: source.name });
     await source.start(proxier.handle);
   } catch (err) {
     await closeAll();
@@ -154,6 +177,8 @@ export async function cleanup(log: Logger, exec: Exec): Promise<number> {
   const ipt = new Iptables({ exec });
   const removers: [string, () => Promise<string[]>][] = [
     ['userspace', () => removeUserspaceRules(ipt)],
+    // IPVS first: it removes both kernel modes' jumps before the chains they share.
+    ['ipvs', () => removeIpvsRules(exec, ipt)],
     ['iptables', () => removeIptablesRules(ipt)],
     ['nftables', () => removeNftablesRules(exec)],
   ];

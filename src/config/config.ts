@@ -24,6 +24,14 @@ export interface ProxyConfig {
   readonly healthzBindAddress: HostPort | undefined;
   readonly metricsBindAddress: HostPort | undefined;
   readonly ipvsScheduler: SchedulerName;
+  /** --ipvs-strict-arp: arp_ignore=1, arp_announce=2 (for kube-ipvs0 addresses). */
+  readonly ipvsStrictARP: boolean;
+  /** --ipvs-exclude-cidrs: virtual servers there are never deleted by IPVS mode. */
+  readonly ipvsExcludeCIDRs: readonly string[];
+  /** --ipvs-tcp-timeout, --ipvs-tcpfin-timeout, --ipvs-udp-timeout; 0 keeps the kernel's. */
+  readonly ipvsTcpTimeoutMs: number;
+  readonly ipvsTcpFinTimeoutMs: number;
+  readonly ipvsUdpTimeoutMs: number;
   readonly clusterCIDRs: readonly string[];
   readonly nodePortAddresses: readonly string[];
   readonly masqueradeAll: boolean;
@@ -48,6 +56,11 @@ export const DEFAULTS: Omit<ProxyConfig, 'hostnameOverride'> = {
   healthzBindAddress: { host: '0.0.0.0', port: 10256 },
   metricsBindAddress: { host: '127.0.0.1', port: 10249 },
   ipvsScheduler: 'rr',
+  ipvsStrictARP: false,
+  ipvsExcludeCIDRs: [],
+  ipvsTcpTimeoutMs: 0,
+  ipvsTcpFinTimeoutMs: 0,
+  ipvsUdpTimeoutMs: 0,
   clusterCIDRs: [],
   nodePortAddresses: [],
   masqueradeAll: false,

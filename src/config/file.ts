@@ -10,6 +10,9 @@ import { ConfigError, parseCIDRList, parseHostPort, parseIPValue, parseMode, par
 
 type Partial<T> = { -readonly [K in keyof T]?: T[K] };
 
+/** What a file may set beyond ProxyConfig: ipvs mode's own sync periods (applied only in ipvs mode). */
+export type FileConfig = Partial<ProxyConfig> & { ipvsSyncPeriodMs?: number; ipvsMinSyncPeriodMs?: number };
+
 const KNOWN: Record<string, readonly string[] | true> = {
   apiVersion: true, kind: true, mode: true, clusterCIDR: true, bindAddress: true, healthzBindAddress: true,
   metricsBindAddress: true, hostnameOverride: true, nodePortAddresses: true, udpIdleTimeout: true,
@@ -27,7 +30,7 @@ function isRecord(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
-export function loadConfigFile(path: string): Partial<ProxyConfig> {
+export function loadConfigFile(path: string): FileConfig {
   let text: string;
   try {
     text = readFileSync(path, 'utf8');
@@ -43,7 +46,7 @@ export function loadConfigFile(path: string): Partial<ProxyConfig> {
   return configFromObject(raw, path);
 }
 
-export function configFromObject(raw: unknown, path: string): Partial<ProxyConfig> {
+export function configFromObject(raw: unknown, path: string): FileConfig {
   const where = (f: string): string => `${path}: ${f}`;
   if (!isRecord(raw)) throw new ConfigError(`--config ${path}: must be a KubeProxyConfiguration object`);
   if (raw.kind !== 'KubeProxyConfiguration') throw new ConfigError(`--config ${path}: kind must be KubeProxyConfiguration, got ${JSON.stringify(raw.kind)}`);
@@ -70,7 +73,7 @@ export function configFromObject(raw: unknown, path: string): Partial<ProxyConfi
     if (typeof v !== 'boolean') throw new ConfigError(`invalid value ${JSON.stringify(v)} for ${where(f)}: must be true or false`);
     return v;
   };
-  const out: Partial<ProxyConfig> = {};
+  const out: FileConfig = {};
   if (raw.mode !== undefined && raw.mode !== '') out.mode = parseMode(str(raw.mode, 'mode'), where('mode'));
   if (raw.clusterCIDR !== undefined) out.clusterCIDRs = parseCIDRList(str(raw.clusterCIDR, 'clusterCIDR'), where('clusterCIDR'));
   if (raw.bindAddress !== undefined) out.bindAddress = parseIPValue(str(raw.bindAddress, 'bindAddress'), where('bindAddress'));
@@ -92,6 +95,16 @@ export function configFromObject(raw: unknown, path: string): Partial<ProxyConfi
   }
   const ipvs = isRecord(raw.ipvs) ? raw.ipvs : {};
   if (ipvs.scheduler !== undefined && ipvs.scheduler !== '') out.ipvsScheduler = parseScheduler(str(ipvs.scheduler, 'ipvs.scheduler'), where('ipvs.scheduler'));
+  if (ipvs.syncPeriod !== undefined) out.ipvsSyncPeriodMs = dur(ipvs.syncPeriod, 'ipvs.syncPeriod');
+  if (ipvs.minSyncPeriod !== undefined) out.ipvsMinSyncPeriodMs = dur(ipvs.minSyncPeriod, 'ipvs.minSyncPeriod');
+  if (ipvs.strictARP !== undefined) out.ipvsStrictARP = bool(ipvs.strictARP, 'ipvs.strictARP');
+  if (ipvs.excludeCIDRs !== undefined && ipvs.excludeCIDRs !== null) {
+    if (!Array.isArray(ipvs.excludeCIDRs)) throw new ConfigError(`invalid value for ${where('ipvs.excludeCIDRs')}: must be a list of CIDRs`);
+    out.ipvsExcludeCIDRs = parseCIDRList(ipvs.excludeCIDRs.map((x, i) => str(x, `ipvs.excludeCIDRs[${i}]`)), where('ipvs.excludeCIDRs'));
+  }
+  if (ipvs.tcpTimeout !== undefined) out.ipvsTcpTimeoutMs = dur(ipvs.tcpTimeout, 'ipvs.tcpTimeout');
+  if (ipvs.tcpFinTimeout !== undefined) out.ipvsTcpFinTimeoutMs = dur(ipvs.tcpFinTimeout, 'ipvs.tcpFinTimeout');
+  if (ipvs.udpTimeout !== undefined) out.ipvsUdpTimeoutMs = dur(ipvs.udpTimeout, 'ipvs.udpTimeout');
   const cc = isRecord(raw.clientConnection) ? raw.clientConnection : {};
   if (cc.kubeconfig !== undefined && cc.kubeconfig !== '') out.kubeconfig = str(cc.kubeconfig, 'clientConnection.kubeconfig');
   return out;
@@ -122,6 +135,13 @@ export function configToYAML(c: ProxyConfig): string {
       syncPeriod: formatDuration(c.syncPeriodMs),
       minSyncPeriod: formatDuration(c.minSyncPeriodMs),
     },
-    ipvs: { scheduler: c.ipvsScheduler },
+    ipvs: {
+      scheduler: c.ipvsScheduler,
+      strictARP: c.ipvsStrictARP,
+      excludeCIDRs: [...c.ipvsExcludeCIDRs],
+      tcpTimeout: formatDuration(c.ipvsTcpTimeoutMs),
+      tcpFinTimeout: formatDuration(c.ipvsTcpFinTimeoutMs),
+      udpTimeout: formatDuration(c.ipvsUdpTimeoutMs),
+    },
   });
 }

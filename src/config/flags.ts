@@ -36,6 +36,13 @@ function buildCommand(): Command {
     .addOption(new Option('--healthz-bind-address <ip:port>', 'the IP address and port for the health check server to serve on; empty disables').argParser((v) => ({ value: parseHostPort(v, '--healthz-bind-address') })))
     .addOption(new Option('--metrics-bind-address <ip:port>', 'the IP address and port for the metrics server to serve on; empty disables').argParser((v) => ({ value: parseHostPort(v, '--metrics-bind-address') })))
     .addOption(new Option('--ipvs-scheduler <name>', 'the IPVS scheduler: rr, wrr, lc, wlc, sed, nq, dh, sh, lblc, lblcr, mh (also the default scheduler of userspace mode)').argParser((v) => parseScheduler(v, '--ipvs-scheduler')))
+    .addOption(new Option('--ipvs-sync-period <duration>', 'ipvs mode: the maximum interval between full syncs (default: --iptables-sync-period)').argParser(duration('--ipvs-sync-period')))
+    .addOption(new Option('--ipvs-min-sync-period <duration>', 'ipvs mode: the minimum interval between syncs (default: --iptables-min-sync-period)').argParser(duration('--ipvs-min-sync-period')))
+    .option('--ipvs-strict-arp', 'ipvs mode: set arp_ignore=1 and arp_announce=2 so kube-ipvs0 addresses are not announced')
+    .addOption(new Option('--ipvs-exclude-cidrs <cidrs>', 'ipvs mode: comma-separated CIDRs whose virtual servers kproxy never deletes').argParser((v) => parseCIDRList(v, '--ipvs-exclude-cidrs')))
+    .addOption(new Option('--ipvs-tcp-timeout <duration>', 'ipvs mode: timeout of idle TCP connections (0 keeps the kernel value)').argParser(duration('--ipvs-tcp-timeout')))
+    .addOption(new Option('--ipvs-tcpfin-timeout <duration>', 'ipvs mode: timeout of TCP connections after FIN (0 keeps the kernel value)').argParser(duration('--ipvs-tcpfin-timeout')))
+    .addOption(new Option('--ipvs-udp-timeout <duration>', 'ipvs mode: timeout of UDP flows (0 keeps the kernel value)').argParser(duration('--ipvs-udp-timeout')))
     .addOption(new Option('--cluster-cidr <cidrs>', 'comma-separated CIDR ranges of the pods in the cluster; traffic from outside them is masqueraded').argParser((v) => parseCIDRList(v, '--cluster-cidr')))
     .addOption(new Option('--nodeport-addresses <cidrs>', 'comma-separated CIDRs of the node addresses that accept NodePort traffic; empty means all').argParser((v) => parseCIDRList(v, '--nodeport-addresses')))
     .option('--masquerade-all', 'SNAT all traffic sent via Service cluster IPs (kernel modes)')
@@ -73,6 +80,13 @@ interface RawOpts {
   healthzBindAddress?: { value: ProxyConfig['healthzBindAddress'] };
   metricsBindAddress?: { value: ProxyConfig['metricsBindAddress'] };
   ipvsScheduler?: ProxyConfig['ipvsScheduler'];
+  ipvsSyncPeriod?: number;
+  ipvsMinSyncPeriod?: number;
+  ipvsStrictArp?: boolean;
+  ipvsExcludeCidrs?: string[];
+  ipvsTcpTimeout?: number;
+  ipvsTcpfinTimeout?: number;
+  ipvsUdpTimeout?: number;
   clusterCidr?: string[];
   nodeportAddresses?: string[];
   masqueradeAll?: boolean;
@@ -106,8 +120,13 @@ export function parseFlags(argv: readonly string[]): FlagsResult {
   const o = cmd.opts<RawOpts>();
   const file = o.config !== undefined ? loadConfigFile(o.config) : {};
   const pick = <T>(flag: T | undefined, fromFile: T | undefined, def: T): T => flag ?? fromFile ?? def;
+  const mode = pick(o.proxyMode, file.mode, DEFAULTS.mode);
+  const syncPeriodMs = pick(o.iptablesSyncPeriod, file.syncPeriodMs, DEFAULTS.syncPeriodMs);
+  const minSyncPeriodMs = pick(o.iptablesMinSyncPeriod, file.minSyncPeriodMs, DEFAULTS.minSyncPeriodMs);
+  // ipvs mode syncs on its own periods when they are given (upstream's ipvs.syncPeriod/minSyncPeriod).
+  const ipvsMode = mode === 'ipvs';
   const config: ProxyConfig = {
-    mode: pick(o.proxyMode, file.mode, DEFAULTS.mode),
+    mode,
     manifests: o.manifests,
     kubeconfig: pick(o.kubeconfig, file.kubeconfig, undefined),
     master: o.master,
@@ -120,8 +139,13 @@ export function parseFlags(argv: readonly string[]): FlagsResult {
     nodePortAddresses: pick(o.nodeportAddresses, file.nodePortAddresses, DEFAULTS.nodePortAddresses),
     masqueradeAll: pick(o.masqueradeAll, file.masqueradeAll, DEFAULTS.masqueradeAll),
     masqueradeBit: pick(undefined, file.masqueradeBit, DEFAULTS.masqueradeBit),
-    syncPeriodMs: pick(o.iptablesSyncPeriod, file.syncPeriodMs, DEFAULTS.syncPeriodMs),
-    minSyncPeriodMs: pick(o.iptablesMinSyncPeriod, file.minSyncPeriodMs, DEFAULTS.minSyncPeriodMs),
+    syncPeriodMs: ipvsMode ? pick(o.ipvsSyncPeriod, file.ipvsSyncPeriodMs, syncPeriodMs) : syncPeriodMs,
+    minSyncPeriodMs: ipvsMode ? pick(o.ipvsMinSyncPeriod, file.ipvsMinSyncPeriodMs, minSyncPeriodMs) : minSyncPeriodMs,
+    ipvsStrictARP: pick(o.ipvsStrictArp, file.ipvsStrictARP, DEFAULTS.ipvsStrictARP),
+    ipvsExcludeCIDRs: pick(o.ipvsExcludeCidrs, file.ipvsExcludeCIDRs, DEFAULTS.ipvsExcludeCIDRs),
+    ipvsTcpTimeoutMs: pick(o.ipvsTcpTimeout, file.ipvsTcpTimeoutMs, DEFAULTS.ipvsTcpTimeoutMs),
+    ipvsTcpFinTimeoutMs: pick(o.ipvsTcpfinTimeout, file.ipvsTcpFinTimeoutMs, DEFAULTS.ipvsTcpFinTimeoutMs),
+    ipvsUdpTimeoutMs: pick(o.ipvsUdpTimeout, file.ipvsUdpTimeoutMs, DEFAULTS.ipvsUdpTimeoutMs),
     udpIdleTimeoutMs: pick(o.udpTimeout, file.udpIdleTimeoutMs, DEFAULTS.udpIdleTimeoutMs),
     connectTimeoutMs: pick(o.userspaceConnectTimeout, undefined, DEFAULTS.connectTimeoutMs),
     cooldownMs: pick(o.userspaceFailureCooldown, undefined, DEFAULTS.cooldownMs),

@@ -336,7 +336,8 @@ export function ipsetContains(set: { type: string; entries: readonly string[] },
     const parts = e.split(' ')[0]?.split(',') ?? [];
     return values.every((x, i) => {
       const part = parts[i] ?? '';
-      if (x.d === 'port') return (part.includes(':') ? part : `tcp:${part}`) === x.v;
+      // bitmap:port entries carry no protocol (the rule's -p decides it).
+      if (x.d === 'port') return part.includes(':') ? part === x.v : x.v.endsWith(`:${part}`);
       if (part.includes('/')) return parseCIDR(part)?.contains(x.v) === true;
       return part === x.v;
     });

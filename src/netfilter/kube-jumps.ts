@@ -24,6 +24,19 @@ export const KUBE_JUMPS: readonly (readonly [string, string, string])[] = [
   ['filter', 'OUTPUT', '-j KUBE-FIREWALL'],
 ];
 
+/** IPVS mode's jumps (IPVS_JUMP_RULES in src/backends/ipvs/render.ts; a test checks they agree). */
+export const IPVS_KUBE_JUMPS: readonly (readonly [string, string, string])[] = [
+  ['nat', 'OUTPUT', '-m comment --comment "kubernetes service portals" -j KUBE-SERVICES'],
+  ['nat', 'PREROUTING', '-m comment --comment "kubernetes service portals" -j KUBE-SERVICES'],
+  ['nat', 'POSTROUTING', '-m comment --comment "kubernetes postrouting rules" -j KUBE-POSTROUTING'],
+  ['filter', 'FORWARD', '-m comment --comment "kubernetes forwarding rules" -j KUBE-FORWARD'],
+  ['filter', 'INPUT', '-m comment --comment "kubernetes health check rules" -j KUBE-NODE-PORT'],
+  ['filter', 'INPUT', '-m comment --comment "kube-proxy firewall rules" -j KUBE-PROXY-FIREWALL'],
+  ['filter', 'FORWARD', '-m comment --comment "kube-proxy firewall rules" -j KUBE-PROXY-FIREWALL'],
+  ['filter', 'INPUT', '-m comment --comment "kubernetes ipvs access filter" -j KUBE-IPVS-FILTER'],
+  ['filter', 'OUTPUT', '-m comment --comment "kubernetes ipvs access filter" -j KUBE-IPVS-OUT-FILTER'],
+];
+
 /** True when some built-in chain already jumps into a KUBE- chain (a dump of a live node). */
 function hasKubeJumps(rs: Ruleset): boolean {
   for (const t of rs.tables.values()) {
@@ -42,11 +55,12 @@ export function withKubeProxyJumps(rs: Ruleset): { ruleset: Ruleset; note?: stri
   const hasKube = [...rs.tables.values()].some((t) => t.chains.has('KUBE-SERVICES'));
   if (!hasKube || hasKubeJumps(rs)) return { ruleset: rs };
   const lines: string[] = [];
+  const ipvs = rs.tables.get('filter')?.chains.has('KUBE-IPVS-FILTER') === true;
   for (const table of ['filter', 'nat']) {
     const t = rs.tables.get(table);
     if (!t) continue;
     lines.push(`*${table}`);
-    for (const [tb, chain, args] of KUBE_JUMPS) {
+    for (const [tb, chain, args] of ipvs ? IPVS_KUBE_JUMPS : KUBE_JUMPS) {
       const target = /-j (\S+)$/.exec(args)?.[1] ?? '';
       if (tb === table && t.chains.has(target)) lines.push(`-I ${chain} ${args}`);
     }
@@ -54,6 +68,6 @@ export function withKubeProxyJumps(rs: Ruleset): { ruleset: Ruleset; note?: stri
   }
   return {
     ruleset: parseIptablesSave(lines.join('\n'), rs),
-    note: 'no jumps from the built-in chains into KUBE- chains (a --dry-run restore input?): added kube-proxy\'s standard jump rules',
+    note: `no jumps from the built-in chains into KUBE- chains (a --dry-run restore input?): added kube-proxy's standard jump rules${ipvs ? ' of IPVS mode' : ''}`,
   };
 }

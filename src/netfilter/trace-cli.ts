@@ -11,6 +11,9 @@ import { errorMessage } from '../core/errors.js';
 import { localAddresses } from '../platform/addresses.js';
 import type { Exec } from '../platform/exec.js';
 import { IptablesEvaluator, parseIpsetSave } from './iptables-eval.js';
+import { parseIpvsadmConnections, parseIpvsadmSave, type ParsedVirtualServer } from '../backends/ipvs/kernel-state.js';
+import { DRY_RUN_SECTIONS } from '../backends/ipvs/serialize.js';
+import { IpvsEvaluator } from './ipvs-eval.js';
 import { parseIptablesSave, type Ruleset } from './iptables-save.js';
 import { withKubeProxyJumps } from './kube-jumps.js';
 import { NftablesEvaluator } from './nft-eval.js';
@@ -34,6 +37,8 @@ Walks the first packet of a new connection through the netfilter hooks and the i
                      or an nft -j list ruleset JSON file (told apart by content);
                      default: iptables-save and nft -j list ruleset of the current network namespace
   --ipsets FILE      ipset save output, for -m set rules (IPVS mode)
+  --ipvs FILE        ipvsadm -Sn (virtual servers) or ipvsadm -Ln (with connection counters) output;
+                     a kproxy --dry-run file of IPVS mode given to --from holds all three texts
   --node-ip IP       an address of this node (repeatable; 127.0.0.0/8 is always local)
   --local            the packet is generated on this node (default: it arrives from outside)
   --json             print the result as JSON
@@ -59,7 +64,7 @@ export async function traceCommand(argv: string[], deps: TraceDeps): Promise<num
       args: argv, allowPositionals: false, strict: true,
       options: {
         src: { type: 'string' }, sport: { type: 'string' }, dst: { type: 'string' }, dport: { type: 'string' },
-        protocol: { type: 'string' }, from: { type: 'string', multiple: true }, ipsets: { type: 'string' },
+        protocol: { type: 'string' }, from: { type: 'string', multiple: true }, ipsets: { type: 'string' }, ipvs: { type: 'string', multiple: true },
         'node-ip': { type: 'string', multiple: true }, 'in-interface': { type: 'string' },
         local: { type: 'boolean' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
       },
@@ -101,14 +106,40 @@ export async function traceCommand(argv: string[], deps: TraceDeps): Promise<num
   let rs: Ruleset | undefined;
   let nft: NftRuleset | undefined;
   const read = deps.readFile ?? ((p: string) => readFile(p, 'utf8'));
+  const ipvs = { servers: [] as ParsedVirtualServer[], connections: new Map<string, { active: number; inactive: number }>(), ipsetText: '' };
+  const addIpvs = (text: string): void => {
+    if (/^IP Virtual Server version/m.test(text)) {
+      for (const [k, c] of parseIpvsadmConnections(text)) ipvs.connections.set(k, c);
+      if (ipvs.servers.length === 0) ipvs.servers.push(...parseIpvsadmList(text));
+    } else ipvs.servers.splice(0, ipvs.servers.length, ...parseIpvsadmSave(text));
+  };
   try {
+    for (const f of v.ipvs ?? []) addIpvs(await read(f));
     if (v.from !== undefined) {
       for (const f of v.from) {
         const text = await read(f);
         if (looksLikeNftJson(text)) nft = mergeNftRulesets(nft, parseNftJson(text));
+        else if (text.includes(`${DRY_RUN_SECTIONS.ipvsadm}\n`)) {
+          // kproxy --dry-run in IPVS mode: the three texts, each after its header.
+          const part = (h: string): string => sectionOf(text, h);
+          addIpvs(part(DRY_RUN_SECTIONS.ipvsadm));
+          ipvs.ipsetText += part(DRY_RUN_SECTIONS.ipset) + '\n';
+          rs = parseIptablesSave(part(DRY_RUN_SECTIONS.iptables), rs);
+        } else if (/^-A (-t|-u|--sctp-service|-f) /m.test(text)) addIpvs(text);
         else rs = parseIptablesSave(text, rs);
       }
     } else {
+      // IPVS state of this namespace, when there is any.
+      const save = await deps.exec('ipvsadm', ['-Sn']);
+      if (save.code === 0 && save.stdout.trim() !== '' && (v.ipvs ?? []).length === 0) {
+        addIpvs(save.stdout);
+        const list = await deps.exec('ipvsadm', ['-Ln']);
+        if (list.code === 0) addIpvs(list.stdout);
+        if (v.ipsets === undefined) {
+          const sets = await deps.exec('ipset', ['save']);
+          if (sets.code === 0) ipvs.ipsetText = sets.stdout;
+        }
+      }
       const tool = v6 ? 'ip6tables-save' : 'iptables-save';
       const r = await deps.exec(tool, []);
       const n = await deps.exec('nft', ['-j', 'list', 'ruleset']);
@@ -146,13 +177,14 @@ export async function traceCommand(argv: string[], deps: TraceDeps): Promise<num
     deps.stderr(`kproxy trace: cannot read the ruleset: ${errorMessage(e)}\n`);
     return 1;
   }
-  if (!rs && !nft) return 1;
+  if (!rs && !nft && ipvs.servers.length === 0) return 1;
   const evaluators: RulesetEvaluator[] = [];
   if (rs) {
     const j = withKubeProxyJumps(rs);
     if (j.note !== undefined) notes.push(j.note);
     evaluators.push(new IptablesEvaluator(j.ruleset));
   }
+  if (ipvs.servers.length > 0) evaluators.push(new IpvsEvaluator(ipvs));
   if (nft) {
     for (const sk of nft.skipped) notes.push(`nft dump: skipped ${sk}`);
     // A dump of the live namespace holds the affinity sets' current contents.
@@ -161,6 +193,13 @@ export async function traceCommand(argv: string[], deps: TraceDeps): Promise<num
   let ipsets: NodeContext['ipsets'];
   if (v.ipsets !== undefined) {
     try { ipsets = parseIpsetSave(await read(v.ipsets)); } catch (e) { deps.stderr(`kproxy trace: cannot read ${v.ipsets}: ${errorMessage(e)}\n`); return 1; }
+  } else if (ipvs.ipsetText !== '') ipsets = parseIpsetSave(ipvs.ipsetText);
+  // Addresses on kube-ipvs0 (KUBE-IPVS-IPS) are local: IPVS sees packets the kernel delivers locally.
+  const bound = [...(ipsets?.entries() ?? [])].find(([name]) => name === 'KUBE-IPVS-IPS' || name === 'KUBE-6-IPVS-IPS')?.[1].entries ?? [];
+  const added = bound.filter((a) => !nodeIPs.includes(a));
+  if (added.length > 0) {
+    nodeIPs.push(...added);
+    notes.push(`kube-ipvs0 addresses (KUBE-IPVS-IPS) counted as local: ${added.join(', ')}`);
   }
   if (packet.origin === 'local' && !nodeIPs.includes(packet.src) && !packet.src.startsWith('127.')) {
     nodeIPs.push(packet.src);
@@ -171,4 +210,39 @@ export async function traceCommand(argv: string[], deps: TraceDeps): Promise<num
   const result = tracePacket(packet, node, evaluators, notes);
   deps.stdout(v.json === true ? JSON.stringify(result, null, 2) + '\n' : formatTrace(result));
   return 0;
+}
+
+/** The lines after `header` up to the next `# ` header line of a --dry-run file. */
+function sectionOf(text: string, header: string): string {
+  const lines = text.split('\n');
+  const start = lines.indexOf(header);
+  if (start < 0) return '';
+  const out: string[] = [];
+  for (const l of lines.slice(start + 1)) {
+    if ((Object.values(DRY_RUN_SECTIONS) as string[]).includes(l)) break;
+    out.push(l);
+  }
+  return out.join('\n') + '\n';
+}
+
+/** Virtual servers from `ipvsadm -Ln` alone (scheduler, persistence, weights; forwarding Masq). */
+function parseIpvsadmList(text: string): ParsedVirtualServer[] {
+  const out: { protocol: 'TCP' | 'UDP' | 'SCTP'; ip: string; port: number; scheduler: string; persistence: number; flags: string[]; realServers: { ip: string; port: number; weight: number; forwarding: 'masq' | 'gate' | 'ipip' }[] }[] = [];
+  const hp = (t: string): { ip: string; port: number } | undefined => {
+    const m = /^(?:\[([^\]]+)\]|([^:]+)):(\d+)$/.exec(t);
+    return m ? { ip: m[1] ?? m[2] ?? '', port: Number(m[3]) } : undefined;
+  };
+  for (const line of text.split('\n')) {
+    const s = /^(TCP|UDP|SCTP)\s+(\S+)\s+(\S+)(?:.*persistent (\d+))?/.exec(line);
+    if (s) {
+      const a = hp(s[2] ?? '');
+      if (a) out.push({ protocol: (s[1] ?? 'TCP') as 'TCP', ...a, scheduler: s[3] ?? '', persistence: Number(s[4] ?? 0), flags: [], realServers: [] });
+      continue;
+    }
+    const r = /^\s+->\s+(\S+)\s+(\S+)\s+(\d+)/.exec(line);
+    const a = r ? hp(r[1] ?? '') : undefined;
+    const vs = out[out.length - 1];
+    if (r && a && vs) vs.realServers.push({ ...a, weight: Number(r[3]), forwarding: r[2] === 'Masq' ? 'masq' : r[2] === 'Tunnel' ? 'ipip' : 'gate' });
+  }
+  return out;
 }

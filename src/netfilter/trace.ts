@@ -69,6 +69,8 @@ export interface Stage {
 
 export type StageOutcome =
   | { readonly kind: 'accept' }
+  /** The evaluator took the packet and sends it on itself (IPVS in LOCAL_IN: NF_STOLEN); later stages of this hook do not run. */
+  | { readonly kind: 'stolen'; readonly why: string }
   | { readonly kind: 'drop' }
   | { readonly kind: 'reject'; readonly with: string };
 
@@ -289,6 +291,7 @@ function runOnce(packet: TracePacket, node: NodeContext, evaluators: readonly Ru
     leaf.hooks.push(hook);
     ctx.emit(note !== undefined ? { kind: 'hook', hook, note } : { kind: 'hook', hook });
     const here = stages.filter((x) => x.s.hook === hook);
+    let stolen = false;
     const withCt: { priority: number; run: () => boolean }[] = here.map((x) => ({
       priority: x.s.priority,
       run: (): boolean => {
@@ -302,6 +305,11 @@ function runOnce(packet: TracePacket, node: NodeContext, evaluators: readonly Ru
         }
         ctx.emit({ kind: 'stage', hook, label: s.label, evaluator: x.ev.name });
         const out = x.ev.evaluate(s, state, ctx);
+        if (out.kind === 'stolen') {
+          stolen = true;
+          ctx.emit({ kind: 'note', text: `${out.why}: the rest of ${hook} does not see it`, depth: 0 });
+          return true;
+        }
         if (out.kind === 'drop') { leaf.verdict = 'DROP'; ctx.emit({ kind: 'verdict', text: `DROP in ${hook} (${s.label}): the packet is discarded silently` }); return false; }
         if (out.kind === 'reject') {
           leaf.verdict = 'REJECT'; leaf.rejectWith = out.with;
@@ -322,7 +330,10 @@ function runOnce(packet: TracePacket, node: NodeContext, evaluators: readonly Ru
       });
     }
     withCt.sort((a, b) => a.priority - b.priority);
-    for (const w of withCt) if (!w.run()) return false;
+    for (const w of withCt) {
+      if (!w.run()) return false;
+      if (stolen) return true;
+    }
     // The nat core installs a null binding when no nat chain did NAT at this hook.
     for (const x of here) if (x.s.nat !== undefined) natDone[x.s.nat] = true;
     return true;
@@ -337,8 +348,17 @@ function runOnce(packet: TracePacket, node: NodeContext, evaluators: readonly Ru
     }
     if (local(state.dst)) {
       ctx.emit({ kind: 'routing', text: `routing: ${state.dst} is a local address -> INPUT (delivered to this node)` });
+      const before = state.dst;
       if (!runHook('INPUT')) return leaf;
       leaf.delivery = 'local';
+      if (state.dst !== before && !local(state.dst)) {
+        // IPVS (LOCAL_IN) DNATed it to a real server elsewhere: ip_vs_nat_xmit sends it on through LOCAL_OUT.
+        state.outInterface = packet.outInterface;
+        ctx.emit({ kind: 'routing', text: `IPVS sends it to ${state.dst} (ip_vs_nat_xmit): through LOCAL_OUT and POSTROUTING, not FORWARD` });
+        if (!runHook('OUTPUT', 'IPVS transmit')) return leaf;
+        if (!runHook('POSTROUTING')) return leaf;
+        leaf.delivery = 'forwarded';
+      }
     } else {
       ctx.emit({ kind: 'routing', text: `routing: ${state.dst} is not a local address -> FORWARD (needs ip_forward=1)` });
       state.outInterface = packet.outInterface;

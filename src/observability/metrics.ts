@@ -109,6 +109,17 @@ export class ProxyMetrics {
     labelNames: ['mode'],
     registers: [this.registry],
   });
+  readonly ipvsRestoreFailures = new Counter({
+    name: 'kproxy_sync_proxy_rules_ipvs_restore_failures_total',
+    help: 'IPVS mode: failed ipvsadm-restore, ipset restore or ip runs (the sync is retried as a full sync), by tool',
+    labelNames: ['tool'],
+    registers: [this.registry],
+  });
+  readonly ipvsTerminatingRealServers = new Gauge({
+    name: 'kproxy_ipvs_terminating_real_servers',
+    help: 'IPVS mode: removed TCP real servers held at weight 0 until their connections end',
+    registers: [this.registry],
+  });
   readonly conntrackCleanups = new Counter({
     name: 'kproxy_conntrack_entries_deleted_total',
     help: 'Conntrack entries of UDP flows to removed endpoints that kproxy deleted',

@@ -66,7 +66,7 @@ test('trace cli (nft): without --from reads iptables-save and nft of the namespa
   exec.respond((c) => c.cmd === 'nft', { stdout: files['clusterip.json'] ?? '' });
   const r = await run(['--src', '10.1.0.5', '--dst', '172.30.0.41', '--dport', '80', '--json'], exec);
   assert.equal(r.code, 0, r.err);
-  assert.deepEqual(exec.calls.map((c) => [c.cmd, ...c.args]), [['iptables-save'], ['nft', '-j', 'list', 'ruleset']]);
+  assert.deepEqual(exec.calls.map((c) => [c.cmd, ...c.args]), [['ipvsadm', '-Sn'], ['iptables-save'], ['nft', '-j', 'list', 'ruleset']]);
   const j = JSON.parse(r.out) as J;
   assert.deepEqual(j.evaluators, ['iptables', 'nftables']);
   assert.equal(j.choices.length, 3);

@@ -68,7 +68,7 @@ test('trace cli: without --from runs iptables-save and uses the host addresses',
   exec.respond((c) => c.cmd === 'iptables-save', { stdout: files['node.txt'] ?? '' });
   const r = await run(['--src', '198.18.60.5', '--dst', '198.18.0.10', '--dport', '30999'], exec);
   assert.equal(r.code, 0, r.err);
-  assert.deepEqual(exec.calls.map((c) => c.cmd), ['iptables-save', 'nft'], 'reads both iptables-save and nft -j list ruleset');
+  assert.deepEqual(exec.calls.map((c) => c.cmd), ['ipvsadm', 'iptables-save', 'nft'], 'reads ipvsadm -Sn (empty here, so no ipset or -Ln), iptables-save and nft -j list ruleset');
   assert.match(r.out, /delivered locally to 198\.18\.0\.10:30999/);
 });
 

@@ -5,7 +5,7 @@
  * scenario checks both where a connection went and whether it was masqueraded.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -13,8 +13,26 @@ import { cleanupStaleNetns, kernelTestGate, type Netns, type NetnsProcess } from
 import { buildCluster, CLIENT_IP, CLUSTER_CIDR, DNS, EMPTY, LB_IP, NODE_IPS, POD_IPS, scenarioManifest as manifest, STICKY, WEB, type Cluster } from '../helpers/cluster.js';
 import { KPROXY_BIN, pollUntil, rootNetworkState, runClient } from '../helpers/netns-util.js';
 
-const MODES = ['iptables', 'nftables'] as const;
-type Mode = (typeof MODES)[number];
+const ALL_MODES = ['iptables', 'nftables', 'ipvs'] as const;
+type Mode = (typeof ALL_MODES)[number];
+
+/**
+ * Which modes run: KPROXY_KERNEL_MODES (comma-separated; the VM harness sets "ipvs"), else
+ * iptables and nftables, plus ipvs when this kernel has IPVS (/proc/net/ip_vs).
+ */
+function modes(): readonly Mode[] {
+  const env = process.env.KPROXY_KERNEL_MODES;
+  if (env !== undefined && env.trim() !== '') {
+    const list = env.split(',').map((m) => m.trim()).filter((m) => m !== '');
+    const bad = list.filter((m) => !(ALL_MODES as readonly string[]).includes(m));
+    if (bad.length > 0) throw new Error(`KPROXY_KERNEL_MODES: unknown mode ${bad.join(', ')} (known: ${ALL_MODES.join(', ')})`);
+    return list as Mode[];
+  }
+  return existsSync('/proc/net/ip_vs') ? ALL_MODES : ['iptables', 'nftables'];
+}
+const MODES = modes();
+/** Under the qemu VM (software emulation) node starts tens of times slower. */
+const SLOW = process.env.KPROXY_IN_VM === '1' ? 10 : 1;
 
 /** What each mode needs, how someone else breaks its rules, and what must be gone after --cleanup. */
 const MODE_INFO: Record<Mode, { tools: string[]; flush: [string, string[]]; leftovers: (ns: Netns) => Promise<string[]>; tracer: boolean }> = {
@@ -28,6 +46,19 @@ const MODE_INFO: Record<Mode, { tools: string[]; flush: [string, string[]]; left
     tools: ['nft', 'conntrack'],
     flush: ['nft', ['flush', 'table', 'ip', 'kube-proxy']],
     leftovers: async (ns) => (await ns.execOk('nft', ['list', 'tables'])).stdout.split('\n').filter((l) => l.includes('kube-proxy')),
+    tracer: true,
+  },
+  ipvs: {
+    tools: ['ipvsadm', 'ipset', 'iptables', 'iptables-restore', 'conntrack'],
+    // Someone clears every virtual server; the next sync (diffing against ipvsadm -Sn) repairs it.
+    flush: ['ipvsadm', ['-C']],
+    leftovers: async (ns) => {
+      const vs = (await ns.execOk('ipvsadm', ['-Ln'])).stdout.split('\n').filter((l) => /^(TCP|UDP|SCTP|FWM)\s/.test(l) || /->\s/.test(l) && !/RemoteAddress/.test(l));
+      const sets = (await ns.execOk('ipset', ['list', '-n'])).stdout.split('\n').filter((l) => l.startsWith('KUBE-'));
+      const rules = (await ns.execOk('iptables-save', [])).stdout.split('\n').filter((l) => /KUBE-/.test(l));
+      const link = (await ns.exec('ip', ['link', 'show', 'kube-ipvs0'])).code === 0 ? ['link kube-ipvs0'] : [];
+      return [...vs, ...sets, ...rules, ...link];
+    },
     tracer: true,
   },
 };
@@ -45,7 +76,7 @@ async function tcp(ns: Netns, ip: string, port: number, count: number, timeoutMs
 }
 
 for (const mode of MODES) {
-  test(`kernel mode ${mode}: the shared scenario table, with real packets`, { timeout: 300_000 }, async (t) => {
+  test(`kernel mode ${mode}: the shared scenario table, with real packets`, { timeout: 300_000 * SLOW }, async (t) => {
     const info = MODE_INFO[mode];
     if (!(await kernelTestGate(t, { tools: info.tools }))) return;
     const prefix = `km-${mode}`;
@@ -65,7 +96,7 @@ for (const mode of MODES) {
         await pollUntil(`kproxy ${mode} on ${name} to sync`, () => {
           if (!p.running) throw new Error(`kproxy exited: ${p.stderr().slice(-3000)}`);
           return /"synced proxy rules"/.test(p.stderr());
-        }, { timeoutMs: 20_000, describeLast: () => p.stderr().slice(-3000) });
+        }, { timeoutMs: 20_000 * SLOW, describeLast: () => p.stderr().slice(-3000) });
         return p;
       };
       const kp1 = await start(c.node1, 'node1');

@@ -40,7 +40,8 @@ export interface JumpRule {
   readonly args: readonly string[];
 }
 
-function jump(table: TableName, chain: BuiltinChain, target: string, comment: string, extraArgs: readonly string[]): JumpRule {
+/** A jump rule (also IPVS mode's, which installs its own list the same way). */
+export function jumpRule(table: TableName, chain: BuiltinChain, target: string, comment: string, extraArgs: readonly string[]): JumpRule {
   const args = [...extraArgs, ...(comment === '' ? [] : ['-m', 'comment', '--comment', comment]), '-j', target];
   return Object.freeze({ table, chain, target, comment, extraArgs: Object.freeze([...extraArgs]), position: 'prepend' as const, args: Object.freeze(args) });
 }
@@ -49,18 +50,18 @@ const CT_NEW = ['-m', 'conntrack', '--ctstate', 'NEW'] as const;
 
 /** Upstream's iptablesJumpChains, in its order. */
 export const JUMP_RULES: readonly JumpRule[] = Object.freeze([
-  jump('filter', 'INPUT', KUBE_EXTERNAL_SERVICES, 'kubernetes externally-visible service portals', CT_NEW),
-  jump('filter', 'FORWARD', KUBE_EXTERNAL_SERVICES, 'kubernetes externally-visible service portals', CT_NEW),
-  jump('filter', 'INPUT', KUBE_NODEPORTS, 'kubernetes health check service ports', []),
-  jump('filter', 'FORWARD', KUBE_SERVICES, 'kubernetes service portals', CT_NEW),
-  jump('filter', 'OUTPUT', KUBE_SERVICES, 'kubernetes service portals', CT_NEW),
-  jump('filter', 'FORWARD', KUBE_FORWARD, 'kubernetes forwarding rules', []),
-  jump('filter', 'INPUT', KUBE_PROXY_FIREWALL, 'kubernetes load balancer firewall', CT_NEW),
-  jump('filter', 'OUTPUT', KUBE_PROXY_FIREWALL, 'kubernetes load balancer firewall', CT_NEW),
-  jump('filter', 'FORWARD', KUBE_PROXY_FIREWALL, 'kubernetes load balancer firewall', CT_NEW),
-  jump('nat', 'OUTPUT', KUBE_SERVICES, 'kubernetes service portals', []),
-  jump('nat', 'PREROUTING', KUBE_SERVICES, 'kubernetes service portals', []),
-  jump('nat', 'POSTROUTING', KUBE_POSTROUTING, 'kubernetes postrouting rules', []),
+  jumpRule('filter', 'INPUT', KUBE_EXTERNAL_SERVICES, 'kubernetes externally-visible service portals', CT_NEW),
+  jumpRule('filter', 'FORWARD', KUBE_EXTERNAL_SERVICES, 'kubernetes externally-visible service portals', CT_NEW),
+  jumpRule('filter', 'INPUT', KUBE_NODEPORTS, 'kubernetes health check service ports', []),
+  jumpRule('filter', 'FORWARD', KUBE_SERVICES, 'kubernetes service portals', CT_NEW),
+  jumpRule('filter', 'OUTPUT', KUBE_SERVICES, 'kubernetes service portals', CT_NEW),
+  jumpRule('filter', 'FORWARD', KUBE_FORWARD, 'kubernetes forwarding rules', []),
+  jumpRule('filter', 'INPUT', KUBE_PROXY_FIREWALL, 'kubernetes load balancer firewall', CT_NEW),
+  jumpRule('filter', 'OUTPUT', KUBE_PROXY_FIREWALL, 'kubernetes load balancer firewall', CT_NEW),
+  jumpRule('filter', 'FORWARD', KUBE_PROXY_FIREWALL, 'kubernetes load balancer firewall', CT_NEW),
+  jumpRule('nat', 'OUTPUT', KUBE_SERVICES, 'kubernetes service portals', []),
+  jumpRule('nat', 'PREROUTING', KUBE_SERVICES, 'kubernetes service portals', []),
+  jumpRule('nat', 'POSTROUTING', KUBE_POSTROUTING, 'kubernetes postrouting rules', []),
 ]);
 
 /**
@@ -69,8 +70,8 @@ export const JUMP_RULES: readonly JumpRule[] = Object.freeze([
  * NodePorts on), see jumpRulesFor. Upstream never removes them on cleanup.
  */
 export const KUBELET_JUMP_RULES: readonly JumpRule[] = Object.freeze([
-  jump('filter', 'INPUT', KUBE_FIREWALL, '', []),
-  jump('filter', 'OUTPUT', KUBE_FIREWALL, '', []),
+  jumpRule('filter', 'INPUT', KUBE_FIREWALL, '', []),
+  jumpRule('filter', 'OUTPUT', KUBE_FIREWALL, '', []),
 ]);
 
 /** The jumps a full sync of this model must ensure (after the restore, which creates their targets). */
