@@ -76,6 +76,8 @@ export interface SliceEndpoint {
   readonly hostname?: string;
   /** hints.forZones[].name */
   readonly zoneHints?: readonly string[];
+  /** hints.forNodes[].name */
+  readonly nodeHints?: readonly string[];
 }
 
 export interface EndpointSliceObject {

@@ -618,6 +618,7 @@ const MAX_SLICE_ENDPOINTS = 1000;
 const MAX_ENDPOINT_ADDRESSES = 100;
 const MAX_SLICE_PORTS = 100;
 const MAX_ZONE_HINTS = 8;
+const MAX_NODE_HINTS = 8;
 
 function addressProblem(addressType: 'IPv4' | 'IPv6' | 'FQDN', address: string): string | undefined {
   switch (addressType) {
@@ -710,6 +711,7 @@ export function convertEndpointSlice(raw: unknown, ctx: ConvertContext): Convert
     }
     const hints = c.rec(item, path, 'hints');
     let zoneHints: string[] | undefined;
+    let nodeHints: string[] | undefined;
     if (hints) {
       const hintsPath = child(path, 'hints');
       const forZones = c.records(hints, hintsPath, 'forZones');
@@ -720,6 +722,15 @@ export function convertEndpointSlice(raw: unknown, ctx: ConvertContext): Convert
         if (zn === undefined || zn === '') c.fail(PROBLEM.REQUIRED, child(z.path, 'name'), 'required: the zone name');
         else zoneHints.push(zn);
       }
+      // hints.forNodes (discovery.k8s.io/v1 since Kubernetes 1.33, trafficDistribution PreferSameNode).
+      const forNodes = c.records(hints, hintsPath, 'forNodes');
+      if (forNodes.length > MAX_NODE_HINTS) c.fail(PROBLEM.TOO_MANY, child(hintsPath, 'forNodes'), `at most ${MAX_NODE_HINTS} node hints, got ${forNodes.length}`);
+      if (forNodes.length > 0) nodeHints = [];
+      for (const n of forNodes) {
+        const nn = c.str(n.item, n.path, 'name');
+        if (nn === undefined || nn === '') c.fail(PROBLEM.REQUIRED, child(n.path, 'name'), 'required: the node name');
+        else nodeHints?.push(nn);
+      }
     }
     endpoints.push({
       addresses: addresses.map((a) => a.value),
@@ -728,6 +739,7 @@ export function convertEndpointSlice(raw: unknown, ctx: ConvertContext): Convert
       ...(zone !== undefined && zone !== '' ? { zone } : {}),
       ...(hostname !== undefined && hostname !== '' ? { hostname } : {}),
       ...(zoneHints !== undefined ? { zoneHints } : {}),
+      ...(nodeHints !== undefined ? { nodeHints } : {}),
     });
   }
 

@@ -175,6 +175,19 @@ test('Service: defaults and special forms', async (t) => {
   for (const c of cases) await t.test(c.name, () => c.check(okValue(convertService(c.raw, ctx))));
 });
 
+test('EndpointSlice: hints.forZones and hints.forNodes become zoneHints and nodeHints; empty names are errors', () => {
+  const slice = okValue(convertEndpointSlice(mutate(baseSlice, (o) => {
+    o.endpoints = [{ addresses: ['10.1.0.1'], hints: { forZones: [{ name: 'z1' }, { name: 'z2' }], forNodes: [{ name: 'n1' }] } }];
+  }), ctx));
+  assert.deepEqual(slice.endpoints[0]?.zoneHints, ['z1', 'z2']);
+  assert.deepEqual(slice.endpoints[0]?.nodeHints, ['n1']);
+  const bad = convertEndpointSlice(mutate(baseSlice, (o) => {
+    o.endpoints = [{ addresses: ['10.1.0.1'], hints: { forNodes: [{ name: '' }] } }];
+  }), ctx);
+  assert.equal(bad.ok, false);
+  assert.ok(!bad.ok && bad.problems.some((p) => /endpoints\[0\]\.hints\.forNodes\[0\]\.name/.test(p.where) && /node name/.test(p.message)), JSON.stringify(bad));
+});
+
 test('EndpointSlice: conditions are defaulted as upstream', () => {
   const slice = okValue(convertEndpointSlice(mutate(baseSlice, (o) => {
     o.endpoints = [
