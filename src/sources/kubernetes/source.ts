@@ -11,7 +11,10 @@
  * service.kubernetes.io/service-proxy-name (unless it equals proxyName) or
  * service.kubernetes.io/headless are skipped; headless (clusterIP None) and ExternalName
  * Services are dropped; only IPv4 EndpointSlices are read; only the Node named nodeName.
- * Filtering is done here, on the client, so a Service that gains such a label is deleted.
+ * As upstream's informers, the Service and EndpointSlice requests carry a label selector
+ * (!service.kubernetes.io/headless,!service.kubernetes.io/service-proxy-name) so the API server
+ * does the filtering (and sends DELETED when an object gains such a label); the same rules are
+ * checked here again, so a server that ignores the selector changes nothing.
  *
  * A broken watch never empties the rules: reconnects watch from the last resourceVersion; a
  * relist diffs against what was already delivered (and what this source emitted), so the
@@ -76,6 +79,17 @@ interface Resource {
   readonly resource: string;
   readonly path: string;
   readonly fieldSelector?: string;
+  readonly labelSelector?: string;
+}
+
+/**
+ * Upstream's informer label selector: no headless label and no service-proxy-name label
+ * (requirements in key order, as labels.Selector prints them). With a proxy name of our own,
+ * Services labelled with it are wanted too, which a selector cannot say alongside "unlabelled":
+ * then only the headless requirement goes to the server and the name is checked here.
+ */
+export function serviceLabelSelector(proxyName: string | undefined): string {
+  return proxyName === undefined || proxyName === '' ? `!${HEADLESS_LABEL},!${SERVICE_PROXY_NAME_LABEL}` : `!${HEADLESS_LABEL}`;
 }
 
 /** Per informer state. */
@@ -243,14 +257,15 @@ export class KubernetesSource implements Source {
     this.sink = sink;
     const kc = loadKubeConfig(this.opts);
     this.kc = kc;
+    const labelSelector = serviceLabelSelector(this.opts.proxyName);
     const resources: Resource[] = [
-      { kind: 'Service', apiVersion: 'v1', resource: 'services', path: '/api/v1/services' },
-      { kind: 'EndpointSlice', apiVersion: 'discovery.k8s.io/v1', resource: 'endpointslices', path: '/apis/discovery.k8s.io/v1/endpointslices' },
+      { kind: 'Service', apiVersion: 'v1', resource: 'services', path: '/api/v1/services', labelSelector },
+      { kind: 'EndpointSlice', apiVersion: 'discovery.k8s.io/v1', resource: 'endpointslices', path: '/apis/discovery.k8s.io/v1/endpointslices', labelSelector },
       { kind: 'Node', apiVersion: 'v1', resource: 'nodes', path: '/api/v1/nodes', fieldSelector: `metadata.name=${this.opts.nodeName}` },
     ];
     this.opts.log.info('Connecting to the API server', { server: kc.getCurrentCluster()?.server });
     for (const res of resources) {
-      const lw = new ListWatch<KubernetesObject>(res.path, new TrackedWatch(kc, this.watchOwner, () => this.onSuccess(inf)), () => this.list(inf), false, undefined, res.fieldSelector);
+      const lw = new ListWatch<KubernetesObject>(res.path, new TrackedWatch(kc, this.watchOwner, () => this.onSuccess(inf)), () => this.list(inf), false, res.labelSelector, res.fieldSelector);
       const inf: Informer = { res, lw, listed: false, retryTimer: undefined, retryDelayMs: this.retryBaseMs, lastError: undefined };
       lw.on('add', (o) => this.onObject(res, o));
       lw.on('update', (o) => this.onObject(res, o));
@@ -346,6 +361,7 @@ export class KubernetesSource implements Source {
     const server = kc.getCurrentCluster()?.server ?? '';
     const url = new URL(server.replace(/\/+$/, '') + inf.res.path);
     if (inf.res.fieldSelector !== undefined) url.searchParams.set('fieldSelector', inf.res.fieldSelector);
+    if (inf.res.labelSelector !== undefined) url.searchParams.set('labelSelector', inf.res.labelSelector);
     const options: RequestOptions = { method: 'GET', headers: {} };
     await kc.applyToHTTPSOptions(options);
     if (this.closed) throw new Error('the Kubernetes source is closed');

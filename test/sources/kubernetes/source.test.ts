@@ -245,6 +245,42 @@ test('headless, ExternalName, other-proxy and headless-labelled services and non
   }
 });
 
+test('the API server filters by label, as upstream\'s informers ask it to: labelled objects are never sent', async () => {
+  const h = await setup({
+    prepare: (s) => {
+      s.apply(rawSvc('default', 'web'));
+      s.apply(rawSlice('default', 'web-1', 'web', ['198.18.1.10']));
+      s.apply(rawSvc('default', 'other', { clusterIP: '198.18.100.6', labels: { 'service.kubernetes.io/service-proxy-name': 'other-proxy' } }));
+      s.apply(rawSlice('default', 'other-1', 'other', ['198.18.1.21'], { labels: { 'service.kubernetes.io/service-proxy-name': 'other-proxy' } }));
+      s.apply(rawSvc('default', 'hl', { clusterIP: '198.18.100.7', labels: { 'service.kubernetes.io/headless': '' } }));
+      s.apply(rawSlice('default', 'hl-1', 'hl', ['198.18.1.22'], { labels: { 'service.kubernetes.io/headless': '' } }));
+    },
+  });
+  try {
+    const want = '!service.kubernetes.io/headless,!service.kubernetes.io/service-proxy-name';
+    for (const path of ['/api/v1/services', '/apis/discovery.k8s.io/v1/endpointslices']) {
+      const reqs = h.server.requests.filter((r) => r.startsWith(`GET ${path}?`) || r === `GET ${path}`);
+      assert.ok(reqs.length > 0, `requests to ${path}`);
+      for (const r of reqs) assert.equal(new URL(r.slice(4), 'https://x').searchParams.get('labelSelector'), want, `${r} carries the label selector`);
+    }
+    await waitFor('watches', () => h.server.watchCount() === 3);
+    // Gaining the label: the server turns the update into DELETED, the source into a delete.
+    h.server.apply(rawSlice('default', 'web-1', 'web', ['198.18.1.10'], { labels: { 'service.kubernetes.io/headless': '' } }));
+    await waitFor('delete of the slice', () => h.names().includes('delete EndpointSlice default/web-1'));
+    // Losing it again: ADDED.
+    h.server.apply(rawSlice('default', 'web-1', 'web', ['198.18.1.11']));
+    await waitFor('add of the slice', () => h.names().filter((n) => n === 'add EndpointSlice default/web-1').length === 2);
+    h.server.apply(rawSvc('default', 'other', { clusterIP: '198.18.100.6', port: 81, labels: { 'service.kubernetes.io/service-proxy-name': 'other-proxy' } }));
+    h.server.apply(rawSvc('default', 'web', { port: 82 }));
+    await waitFor('web update', () => h.names().includes('update Service default/web'));
+    const labelled = h.server.sent.filter((x) => /\/(other|hl)(-1)?$/.test(x));
+    assert.deepEqual(labelled, [], 'objects with the proxy-name or headless label never left the server');
+    assert.ok(h.server.sent.includes('Service default/web'));
+  } finally {
+    await h.close();
+  }
+});
+
 test('a service labelled with this proxy name is used', async () => {
   const h = await setup({
     source: { proxyName: 'kproxy' },
