@@ -24,6 +24,7 @@ import { realExec, type Exec } from '../platform/exec.js';
 import { Iptables } from '../platform/iptables.js';
 import { traceCommand } from '../netfilter/trace-cli.js';
 import { ManifestSource } from '../sources/files/source.js';
+import { loggingEventRecorder, type NodeEventRecorder } from '../sources/kubernetes/events.js';
 import { KubernetesSource } from '../sources/kubernetes/source.js';
 import { Proxier } from '../sync/proxier.js';
 
@@ -79,18 +80,20 @@ function createBackend(config: ProxyConfig, log: Logger, metrics: ProxyMetrics, 
 }
 
 /** The source the configuration names: manifests, or the cluster (kubeconfig, master or in-cluster, as upstream). */
-function createSource(config: ProxyConfig, log: Logger, metrics: ProxyMetrics): Source {
+function createSource(config: ProxyConfig, log: Logger, metrics: ProxyMetrics): { source: Source; recorder: NodeEventRecorder } {
   const report = (source: string, what: string) => (p: SourceProblem): void => {
     metrics.sourceProblems.inc({ source, code: p.code });
     log.error(what, { code: p.code, where: p.where, reason: p.message });
   };
   if (config.manifests !== undefined) {
-    return new ManifestSource({ path: config.manifests, nodeName: config.hostnameOverride, onProblem: report('files', 'problem in manifests') });
+    const source = new ManifestSource({ path: config.manifests, nodeName: config.hostnameOverride, onProblem: report('files', 'problem in manifests') });
+    return { source, recorder: loggingEventRecorder(log) };
   }
-  return new KubernetesSource({
+  const source = new KubernetesSource({
     kubeconfig: config.kubeconfig, master: config.master, nodeName: config.hostnameOverride, log,
     onProblem: report('kubernetes', 'problem in API objects'),
   });
+  return { source, recorder: source.recorder };
 }
 
 /** Starts kproxy with a configuration; used by main and by end-to-end tests. */
@@ -100,7 +103,7 @@ export async function start(config: ProxyConfig, options: { log?: Logger; exec?:
   const metrics = new ProxyMetrics({ processMetrics: true });
   const health = new ProxierHealth(realClock, 2 * config.syncPeriodMs);
   const backend = createBackend(config, log, metrics, exec);
-  const source = createSource(config, log, metrics);
+  const { source, recorder } = createSource(config, log, metrics);
   const proxier = new Proxier({
     backend, nodeName: config.hostnameOverride, clock: realClock, sources: [source.name],
     minSyncPeriodMs: config.minSyncPeriodMs, syncPeriodMs: config.syncPeriodMs, metrics, health, log,
@@ -116,6 +119,8 @@ export async function start(config: ProxyConfig, options: { log?: Logger; exec?:
     if (config.metricsBindAddress) servers.push(await serveMetrics(config.metricsBindAddress, metrics, () => backend.mode, health));
     log.info('starting kproxy', { mode: config.mode, node: config.hostnameOverride, source: source.name });
     await source.start(proxier.handle);
+    // Upstream's birth cry, once everything is started.
+    recorder.eventf('Normal', 'Starting', 'StartKubeProxy', '');
   } catch (err) {
     await closeAll();
     throw err;
@@ -130,7 +135,7 @@ export async function dryRun(config: ProxyConfig, log: Logger): Promise<string> 
   const backend = createBackend(config, log, metrics, realExec);
   if (!backend.dryRun) throw new KproxyError('KP_ERR_MODE_UNAVAILABLE', `--dry-run is not available for --proxy-mode ${config.mode}`);
   const builder = new SnapshotBuilder(config.hostnameOverride);
-  const source = createSource(config, log, metrics);
+  const { source } = createSource(config, log, metrics);
   try {
     await new Promise<void>((resolve, reject) => {
       source.start((ev) => {
