@@ -20,6 +20,9 @@ import { serveHealthz, serveMetrics, type RunningServer } from '../observability
 import { localAddresses } from '../platform/addresses.js';
 import { realClock } from '../platform/clock.js';
 import { Conntrack } from '../platform/conntrack.js';
+import { applyConntrackSettings, sysHashSize } from '../platform/conntrack-settings.js';
+import { availableParallelism } from 'node:os';
+import { execSysctl } from '../platform/sysctl.js';
 import { realExec, type Exec } from '../platform/exec.js';
 import { Iptables } from '../platform/iptables.js';
 import { traceCommand } from '../netfilter/trace-cli.js';
@@ -102,6 +105,17 @@ export async function start(config: ProxyConfig, options: { log?: Logger; exec?:
   const exec = options.exec ?? realExec;
   const metrics = new ProxyMetrics({ processMetrics: true });
   const health = new ProxierHealth(realClock, 2 * config.syncPeriodMs);
+  // Upstream sets conntrack limits and timeouts before its proxier starts (kernel modes only:
+  // userspace mode relays connections itself). A failure stops kproxy before anything else.
+  const warnings: [string, string][] = [];
+  if (config.mode !== 'userspace') {
+    const changed = await applyConntrackSettings(config.conntrack, {
+      sysctl: execSysctl(exec), cpus: availableParallelism(), hashSize: sysHashSize(),
+      warn: (reason, message) => { warnings.push([reason, message]); log.warn(message, { reason }); },
+      info: (message, kv) => log.info(message, kv),
+    });
+    if (changed.length > 0) log.info('conntrack settings applied', { changed: changed.join(',') });
+  }
   const backend = createBackend(config, log, metrics, exec);
   const { source, recorder } = createSource(config, log, metrics);
   const proxier = new Proxier({
@@ -120,6 +134,7 @@ export async function start(config: ProxyConfig, options: { log?: Logger; exec?:
     log.info('starting kproxy', { mode: config.mode, node: config.hostnameOverride, source: source.name });
     await source.start(proxier.handle);
     // Upstream's birth cry, once everything is started.
+    for (const [reason, message] of warnings) recorder.eventf('Warning', reason, 'StartKubeProxy', message);
     recorder.eventf('Normal', 'Starting', 'StartKubeProxy', '');
   } catch (err) {
     await closeAll();

@@ -278,7 +278,7 @@ test('deploy/Dockerfile: builds with devDependencies, runs with production ones 
   const apt = runtime.instructions.find((i) => /apt-get install/.test(i));
   assert.ok(apt, 'the runtime stage installs packages with apt-get');
   const words = new Set(apt.split(/\s+/));
-  for (const p of ['iptables', 'nftables', 'ipset', 'ipvsadm', 'conntrack', 'iproute2']) assert.ok(words.has(p), `apt-get installs ${p}`);
+  for (const p of ['iptables', 'nftables', 'ipset', 'ipvsadm', 'conntrack', 'iproute2', 'procps']) assert.ok(words.has(p), `apt-get installs ${p}`);
   assert.match(apt, /apt-get update/);
   assert.match(apt, /rm -rf \/var\/lib\/apt\/lists/);
   const copies = runtime.instructions.filter((i) => i.startsWith('COPY'));
@@ -288,6 +288,9 @@ test('deploy/Dockerfile: builds with devDependencies, runs with production ones 
   assert.ok(runtime.instructions.includes('WORKDIR /app'));
   const entrypoint = runtime.instructions.find((i) => i.startsWith('ENTRYPOINT'));
   assert.deepEqual(JSON.parse(entrypoint!.slice('ENTRYPOINT'.length)), ['node', '/app/bin/kproxy.js']);
+  // The entrypoint is package.json's own bin, under the WORKDIR the package was installed in.
+  const pkgBin = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { bin: Record<string, string> }).bin.kproxy;
+  assert.equal(`/app/${String(pkgBin)}`, '/app/bin/kproxy.js', 'ENTRYPOINT runs package.json\'s bin.kproxy');
   assert.deepEqual(command.slice(0, 2), ['node', '/app/bin/kproxy.js'], 'the DaemonSet runs the image\'s launcher');
   assert.ok(!runtime.instructions.some((i) => /^USER\s/.test(i)), 'runs as root: it programs netfilter');
 });
