@@ -955,6 +955,8 @@ export function convertNode(raw: unknown, ctx: ConvertContext): ConvertResult<No
     else if (listed.length === 0) podCIDRs.push(podCIDR);
     else if (listed[0]?.value !== podCIDR) c.fail(PROBLEM.INVALID_VALUE, 'spec.podCIDRs[0]', `must match spec.podCIDR (${q(podCIDR)})`);
   }
+  const rawMeta = isRecord(raw.metadata) ? raw.metadata : {};
+  const deleting = typeof rawMeta.deletionTimestamp === 'string' && rawMeta.deletionTimestamp !== '';
   let toBeDeleted = false;
   for (const { item, path } of c.records(spec, 'spec', 'taints')) {
     const key = c.str(item, path, 'key');
@@ -980,6 +982,7 @@ export function convertNode(raw: unknown, ctx: ConvertContext): ConvertResult<No
     addresses,
     podCIDRs,
     toBeDeleted,
+    deleting,
     origin: ctx.origin,
   }));
 }

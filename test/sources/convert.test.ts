@@ -234,11 +234,14 @@ test('Node: converts; taint and pod CIDRs', () => {
   assert.deepEqual(node, {
     kind: 'Node', name: 'n1', labels: { 'topology.kubernetes.io/zone': 'z1' },
     addresses: [{ type: 'InternalIP', address: '192.0.2.10' }, { type: 'Hostname', address: 'n1' }],
-    podCIDRs: ['10.244.1.0/24', 'fd00:244:1::/64'], toBeDeleted: true, origin: ctx.origin,
+    podCIDRs: ['10.244.1.0/24', 'fd00:244:1::/64'], toBeDeleted: true, deleting: false, origin: ctx.origin,
   });
   const plain = okValue(convertNode({ apiVersion: 'v1', kind: 'Node', metadata: { name: 'n2' }, spec: { podCIDR: '10.244.2.0/24' } }, ctx));
   assert.deepEqual(plain.podCIDRs, ['10.244.2.0/24']);
   assert.equal(plain.toBeDeleted, false);
+  assert.equal(plain.deleting, false);
+  const going = okValue(convertNode({ apiVersion: 'v1', kind: 'Node', metadata: { name: 'n3', deletionTimestamp: '2024-01-01T00:00:00Z' } }, ctx));
+  assert.equal(going.deleting, true);
 });
 
 // ---------------------------------------------------------------------------------------------
