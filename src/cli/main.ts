@@ -23,10 +23,14 @@ import { serveHealthz, serveMetrics, type RunningServer } from '../observability
 import { localAddresses } from '../platform/addresses.js';
 import { realClock } from '../platform/clock.js';
 import { Conntrack } from '../platform/conntrack.js';
+import { applyConntrackSettings, sysHashSize } from '../platform/conntrack-settings.js';
+import { availableParallelism } from 'node:os';
+import { execSysctl } from '../platform/sysctl.js';
 import { realExec, type Exec } from '../platform/exec.js';
 import { Iptables } from '../platform/iptables.js';
 import { traceCommand } from '../netfilter/trace-cli.js';
 import { ManifestSource } from '../sources/files/source.js';
+import { loggingEventRecorder, type NodeEventRecorder } from '../sources/kubernetes/events.js';
 import { Proxier } from '../sync/proxier.js';
 
 export interface Running {
@@ -104,19 +108,21 @@ export async function effectiveMode(config: ProxyConfig, log: Logger, probe: () 
  * as upstream). The Kubernetes client is loaded only when the cluster is the source: it is most of
  * kproxy's start-up time (seconds on a slow machine, over a minute in the emulated IPVS test VM).
  */
-async function createSource(config: ProxyConfig, log: Logger, metrics: ProxyMetrics): Promise<Source> {
+async function createSource(config: ProxyConfig, log: Logger, metrics: ProxyMetrics): Promise<{ source: Source; recorder: NodeEventRecorder }> {
   const report = (source: string, what: string) => (p: SourceProblem): void => {
     metrics.sourceProblems.inc({ source, code: p.code });
     log.error(what, { code: p.code, where: p.where, reason: p.message });
   };
   if (config.manifests !== undefined) {
-    return new ManifestSource({ path: config.manifests, nodeName: config.hostnameOverride, onProblem: report('files', 'problem in manifests') });
+    const source = new ManifestSource({ path: config.manifests, nodeName: config.hostnameOverride, onProblem: report('files', 'problem in manifests') });
+    return { source, recorder: loggingEventRecorder(log) };
   }
   const { KubernetesSource } = await import('../sources/kubernetes/source.js');
-  return new KubernetesSource({
+  const source = new KubernetesSource({
     kubeconfig: config.kubeconfig, master: config.master, nodeName: config.hostnameOverride, log,
     onProblem: report('kubernetes', 'problem in API objects'),
   });
+  return { source, recorder: source.recorder };
 }
 
 /** Starts kproxy with a configuration; used by main and by end-to-end tests. */
@@ -126,8 +132,19 @@ export async function start(config: ProxyConfig, options: { log?: Logger; exec?:
   const metrics = new ProxyMetrics({ processMetrics: true });
   const health = new ProxierHealth(realClock, 2 * config.syncPeriodMs);
   const mode = await effectiveMode(config, log, options.ipvsSupport ?? (() => probeIpvsSupport({ exec })));
+  // Upstream sets conntrack limits and timeouts before its proxier starts (kernel modes only:
+  // userspace mode relays connections itself). A failure stops kproxy before anything else.
+  const warnings: [string, string][] = [];
+  if (mode !== 'userspace') {
+    const changed = await applyConntrackSettings(config.conntrack, {
+      sysctl: execSysctl(exec), cpus: availableParallelism(), hashSize: sysHashSize(),
+      warn: (reason, message) => { warnings.push([reason, message]); log.warn(message, { reason }); },
+      info: (message, kv) => log.info(message, kv),
+    });
+    if (changed.length > 0) log.info('conntrack settings applied', { changed: changed.join(',') });
+  }
   const backend = createBackend({ ...config, mode }, log, metrics, exec);
-  const source = await createSource(config, log, metrics);
+  const { source, recorder } = await createSource(config, log, metrics);
   const proxier = new Proxier({
     backend, nodeName: config.hostnameOverride, clock: realClock, sources: [source.name],
     minSyncPeriodMs: config.minSyncPeriodMs, syncPeriodMs: config.syncPeriodMs, metrics, health, log,
@@ -143,6 +160,9 @@ export async function start(config: ProxyConfig, options: { log?: Logger; exec?:
     if (config.metricsBindAddress) servers.push(await serveMetrics(config.metricsBindAddress, metrics, () => backend.mode, health));
     log.info('starting kproxy', { mode: backend.mode, node: config.hostnameOverride, source: source.name });
     await source.start(proxier.handle);
+    // Upstream's birth cry, once everything is started.
+    for (const [reason, message] of warnings) recorder.eventf('Warning', reason, 'StartKubeProxy', message);
+    recorder.eventf('Normal', 'Starting', 'StartKubeProxy', '');
   } catch (err) {
     await closeAll();
     throw err;
@@ -157,7 +177,7 @@ export async function dryRun(config: ProxyConfig, log: Logger): Promise<string> 
   const backend = createBackend(config, log, metrics, realExec);
   if (!backend.dryRun) throw new KproxyError('KP_ERR_MODE_UNAVAILABLE', `--dry-run is not available for --proxy-mode ${config.mode}`);
   const builder = new SnapshotBuilder(config.hostnameOverride);
-  const source = await createSource(config, log, metrics);
+  const { source } = await createSource(config, log, metrics);
   try {
     await new Promise<void>((resolve, reject) => {
       source.start((ev) => {

@@ -7,6 +7,7 @@ import { isSchedulerName, type SchedulerName } from '../core/annotations.js';
 import { KproxyError } from '../core/errors.js';
 import { isIP, parseCIDR } from '../core/ip.js';
 import { PROXY_MODES, type ProxyMode } from '../backends/backend.js';
+import type { ConntrackSettings } from '../platform/conntrack-settings.js';
 
 export interface HostPort {
   readonly host: string;
@@ -39,6 +40,8 @@ export interface ProxyConfig {
   readonly syncPeriodMs: number;
   readonly minSyncPeriodMs: number;
   readonly udpIdleTimeoutMs: number;
+  /** Conntrack sysctls set at start in the kernel modes (upstream's conntrack section). */
+  readonly conntrack: ConntrackSettings;
   readonly connectTimeoutMs: number;
   readonly cooldownMs: number;
   readonly drainTimeoutMs: number;
@@ -68,6 +71,12 @@ export const DEFAULTS: Omit<ProxyConfig, 'hostnameOverride'> = {
   syncPeriodMs: 30_000,
   minSyncPeriodMs: 1_000,
   udpIdleTimeoutMs: 250,
+  // Upstream's v1alpha1 defaults: 32768 per core, at least 131072, 24h established, 1h close-wait;
+  // UDP timeouts 0 (leave the kernel's).
+  conntrack: {
+    maxPerCore: 32768, min: 131072, tcpEstablishedTimeoutMs: 86_400_000, tcpCloseWaitTimeoutMs: 3_600_000,
+    tcpBeLiberal: false, udpTimeoutMs: 0, udpStreamTimeoutMs: 0,
+  },
   connectTimeoutMs: 500,
   cooldownMs: 10_000,
   drainTimeoutMs: 5_000,
@@ -131,4 +140,24 @@ export function validateConfig(c: ProxyConfig): void {
     throw new ConfigError('invalid value for --iptables-masquerade-bit: must be in the range [0, 31]');
   }
   if (c.hostnameOverride.trim() === '') throw new ConfigError('invalid value for --hostname-override: must not be empty');
+  validateConntrack(c.conntrack);
+}
+
+/** Upstream's validateKubeProxyConntrackConfiguration (field names as in the file and flags). */
+export function validateConntrack(ct: ConntrackSettings): void {
+  const nonNegative: [keyof ConntrackSettings, string][] = [
+    ['maxPerCore', 'conntrack.maxPerCore (--conntrack-max-per-core)'],
+    ['min', 'conntrack.min (--conntrack-min)'],
+    ['tcpEstablishedTimeoutMs', 'conntrack.tcpEstablishedTimeout (--conntrack-tcp-timeout-established)'],
+    ['tcpCloseWaitTimeoutMs', 'conntrack.tcpCloseWaitTimeout (--conntrack-tcp-timeout-close-wait)'],
+    ['udpTimeoutMs', 'conntrack.udpTimeout (--conntrack-udp-timeout)'],
+    ['udpStreamTimeoutMs', 'conntrack.udpStreamTimeout (--conntrack-udp-timeout-stream)'],
+  ];
+  for (const [k, name] of nonNegative) {
+    const v = ct[k];
+    if (typeof v === 'number' && (!Number.isFinite(v) || v < 0)) throw new ConfigError(`invalid value ${v} for ${name}: must be greater than or equal to 0`);
+  }
+  for (const k of ['maxPerCore', 'min'] as const) {
+    if (!Number.isInteger(ct[k]) || ct[k] > 2 ** 31 - 1) throw new ConfigError(`invalid value ${ct[k]} for conntrack.${k}: must be a 32-bit integer`);
+  }
 }

@@ -7,11 +7,15 @@ import { parse, stringify } from 'yaml';
 import { formatDuration } from './duration.js';
 import { parseDuration } from './duration.js';
 import { ConfigError, parseCIDRList, parseHostPort, parseIPValue, parseMode, parseScheduler, type ProxyConfig } from './config.js';
+import type { ConntrackSettings } from '../platform/conntrack-settings.js';
 
 type Partial<T> = { -readonly [K in keyof T]?: T[K] };
 
-/** What a file may set beyond ProxyConfig: ipvs mode's own sync periods (applied only in ipvs mode). */
-export type FileConfig = Partial<ProxyConfig> & { ipvsSyncPeriodMs?: number; ipvsMinSyncPeriodMs?: number };
+/**
+ * What a file sets: any top-level field, conntrack field by field, and ipvs mode's own sync
+ * periods (applied only in ipvs mode).
+ */
+export type FileConfig = Partial<Omit<ProxyConfig, 'conntrack'>> & { conntrack?: Partial<ConntrackSettings>; ipvsSyncPeriodMs?: number; ipvsMinSyncPeriodMs?: number };
 
 const KNOWN: Record<string, readonly string[] | true> = {
   apiVersion: true, kind: true, mode: true, clusterCIDR: true, bindAddress: true, healthzBindAddress: true,
@@ -20,7 +24,7 @@ const KNOWN: Record<string, readonly string[] | true> = {
   ipvs: ['scheduler', 'syncPeriod', 'minSyncPeriod', 'strictARP', 'excludeCIDRs', 'tcpTimeout', 'tcpFinTimeout', 'udpTimeout'],
   nftables: ['syncPeriod', 'minSyncPeriod', 'masqueradeAll', 'masqueradeBit'],
   clientConnection: ['kubeconfig', 'qps', 'burst', 'contentType', 'acceptContentTypes'],
-  conntrack: ['maxPerCore', 'min', 'tcpEstablishedTimeout', 'tcpCloseWaitTimeout', 'udpTimeout', 'udpStreamTimeout'],
+  conntrack: ['maxPerCore', 'min', 'tcpEstablishedTimeout', 'tcpCloseWaitTimeout', 'tcpBeLiberal', 'udpTimeout', 'udpStreamTimeout'],
   featureGates: true, logging: true, portRange: true, oomScoreAdj: true, configSyncPeriod: true,
   detectLocalMode: true, detectLocal: true, showHiddenMetricsForVersion: true, enableProfiling: true,
   masqueradeAll: true, syncPeriod: true, minSyncPeriod: true,
@@ -85,14 +89,47 @@ export function configFromObject(raw: unknown, path: string): FileConfig {
     out.nodePortAddresses = parseCIDRList(raw.nodePortAddresses.map((x, i) => str(x, `nodePortAddresses[${i}]`)), where('nodePortAddresses'));
   }
   if (raw.udpIdleTimeout !== undefined) out.udpIdleTimeoutMs = dur(raw.udpIdleTimeout, 'udpIdleTimeout');
-  const ipt = isRecord(raw.iptables) ? raw.iptables : {};
-  if (ipt.syncPeriod !== undefined) out.syncPeriodMs = dur(ipt.syncPeriod, 'iptables.syncPeriod');
-  if (ipt.minSyncPeriod !== undefined) out.minSyncPeriodMs = dur(ipt.minSyncPeriod, 'iptables.minSyncPeriod');
-  if (ipt.masqueradeAll !== undefined) out.masqueradeAll = bool(ipt.masqueradeAll, 'iptables.masqueradeAll');
+  // As upstream's v1alpha1 conversion: the sync periods and masquerade settings come from the
+  // section of the file's mode (nftables for mode nftables, iptables otherwise; ipvs has its own).
+  const section = out.mode === 'nftables' ? 'nftables' : 'iptables';
+  const ipt = isRecord(raw[section]) ? raw[section] : {};
+  if (ipt.syncPeriod !== undefined) out.syncPeriodMs = dur(ipt.syncPeriod, `${section}.syncPeriod`);
+  if (ipt.minSyncPeriod !== undefined) out.minSyncPeriodMs = dur(ipt.minSyncPeriod, `${section}.minSyncPeriod`);
+  if (ipt.masqueradeAll !== undefined) out.masqueradeAll = bool(ipt.masqueradeAll, `${section}.masqueradeAll`);
   if (ipt.masqueradeBit !== undefined && ipt.masqueradeBit !== null) {
-    if (typeof ipt.masqueradeBit !== 'number') throw new ConfigError(`invalid value for ${where('iptables.masqueradeBit')}: must be a number`);
+    if (typeof ipt.masqueradeBit !== 'number') throw new ConfigError(`invalid value for ${where(`${section}.masqueradeBit`)}: must be a number`);
+    if (!(Number.isInteger(ipt.masqueradeBit) && ipt.masqueradeBit >= 0 && ipt.masqueradeBit <= 31)) {
+      throw new ConfigError(`invalid value ${ipt.masqueradeBit} for ${where(`${section}.masqueradeBit`)}: must be within the range [0, 31]`);
+    }
     out.masqueradeBit = ipt.masqueradeBit;
   }
+  if (out.syncPeriodMs !== undefined && out.syncPeriodMs <= 0) throw new ConfigError(`invalid value for ${where(`${section}.syncPeriod`)}: must be greater than 0`);
+  if (out.minSyncPeriodMs !== undefined && out.minSyncPeriodMs < 0) throw new ConfigError(`invalid value for ${where(`${section}.minSyncPeriod`)}: must be greater than or equal to 0`);
+  if (out.syncPeriodMs !== undefined && out.minSyncPeriodMs !== undefined && out.minSyncPeriodMs > out.syncPeriodMs) {
+    throw new ConfigError(`invalid value for ${where(`${section}.syncPeriod`)}: must be greater than or equal to ${section}.minSyncPeriod`);
+  }
+  const ct = isRecord(raw.conntrack) ? raw.conntrack : {};
+  const conntrack: Partial<ConntrackSettings> = {};
+  const count = (v: unknown, f: string): number => {
+    if (typeof v !== 'number' || !Number.isInteger(v)) throw new ConfigError(`invalid value ${JSON.stringify(v)} for ${where(f)}: must be an integer`);
+    if (v < 0) throw new ConfigError(`invalid value ${v} for ${where(f)}: must be greater than or equal to 0`);
+    return v;
+  };
+  const timeout = (v: unknown, f: string): number => {
+    const text = str(v, f);
+    const ms = parseDuration(text.replace(/^-/, ''));
+    if (ms === undefined) throw new ConfigError(`invalid value ${JSON.stringify(v)} for ${where(f)}: must be a duration such as 30s`);
+    if (text.startsWith('-') && ms > 0) throw new ConfigError(`invalid value ${JSON.stringify(v)} for ${where(f)}: must be greater than or equal to 0`);
+    return ms;
+  };
+  if (ct.maxPerCore !== undefined && ct.maxPerCore !== null) conntrack.maxPerCore = count(ct.maxPerCore, 'conntrack.maxPerCore');
+  if (ct.min !== undefined && ct.min !== null) conntrack.min = count(ct.min, 'conntrack.min');
+  if (ct.tcpEstablishedTimeout !== undefined && ct.tcpEstablishedTimeout !== null) conntrack.tcpEstablishedTimeoutMs = timeout(ct.tcpEstablishedTimeout, 'conntrack.tcpEstablishedTimeout');
+  if (ct.tcpCloseWaitTimeout !== undefined && ct.tcpCloseWaitTimeout !== null) conntrack.tcpCloseWaitTimeoutMs = timeout(ct.tcpCloseWaitTimeout, 'conntrack.tcpCloseWaitTimeout');
+  if (ct.tcpBeLiberal !== undefined) conntrack.tcpBeLiberal = bool(ct.tcpBeLiberal, 'conntrack.tcpBeLiberal');
+  if (ct.udpTimeout !== undefined && ct.udpTimeout !== null) conntrack.udpTimeoutMs = timeout(ct.udpTimeout, 'conntrack.udpTimeout');
+  if (ct.udpStreamTimeout !== undefined && ct.udpStreamTimeout !== null) conntrack.udpStreamTimeoutMs = timeout(ct.udpStreamTimeout, 'conntrack.udpStreamTimeout');
+  if (Object.keys(conntrack).length > 0) out.conntrack = conntrack;
   const ipvs = isRecord(raw.ipvs) ? raw.ipvs : {};
   if (ipvs.scheduler !== undefined && ipvs.scheduler !== '') out.ipvsScheduler = parseScheduler(str(ipvs.scheduler, 'ipvs.scheduler'), where('ipvs.scheduler'));
   if (ipvs.syncPeriod !== undefined) out.ipvsSyncPeriodMs = dur(ipvs.syncPeriod, 'ipvs.syncPeriod');
@@ -134,6 +171,21 @@ export function configToYAML(c: ProxyConfig): string {
       masqueradeBit: c.masqueradeBit,
       syncPeriod: formatDuration(c.syncPeriodMs),
       minSyncPeriod: formatDuration(c.minSyncPeriodMs),
+    },
+    nftables: {
+      masqueradeAll: c.masqueradeAll,
+      masqueradeBit: c.masqueradeBit,
+      syncPeriod: formatDuration(c.syncPeriodMs),
+      minSyncPeriod: formatDuration(c.minSyncPeriodMs),
+    },
+    conntrack: {
+      maxPerCore: c.conntrack.maxPerCore,
+      min: c.conntrack.min,
+      tcpEstablishedTimeout: formatDuration(c.conntrack.tcpEstablishedTimeoutMs),
+      tcpCloseWaitTimeout: formatDuration(c.conntrack.tcpCloseWaitTimeoutMs),
+      tcpBeLiberal: c.conntrack.tcpBeLiberal,
+      udpTimeout: formatDuration(c.conntrack.udpTimeoutMs),
+      udpStreamTimeout: formatDuration(c.conntrack.udpStreamTimeoutMs),
     },
     ipvs: {
       scheduler: c.ipvsScheduler,

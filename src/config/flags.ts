@@ -8,7 +8,7 @@ import { parseDuration } from './duration.js';
 import {
   ConfigError, DEFAULTS, parseCIDRList, parseHostPort, parseIPValue, parseMode, parseScheduler, validateConfig, type ProxyConfig,
 } from './config.js';
-import { loadConfigFile } from './file.js';
+import { loadConfigFile, type FileConfig } from './file.js';
 
 export const VERSION = '0.1.0';
 
@@ -17,6 +17,15 @@ function duration(flag: string) {
     const ms = parseDuration(v);
     if (ms === undefined) throw new ConfigError(`invalid value ${JSON.stringify(v)} for ${flag}: must be a duration such as 30s, 1m0s or 250ms`);
     return ms;
+  };
+}
+
+function count(flag: string) {
+  return (v: string): number => {
+    const n = Number(v);
+    if (!/^-?[0-9]+$/.test(v.trim()) || !Number.isSafeInteger(n)) throw new ConfigError(`invalid value ${JSON.stringify(v)} for ${flag}: must be an integer`);
+    if (n < 0) throw new ConfigError(`invalid value ${JSON.stringify(v)} for ${flag}: must be greater than or equal to 0`);
+    return n;
   };
 }
 
@@ -52,6 +61,13 @@ function buildCommand(): Command {
     .addOption(new Option('--userspace-connect-timeout <duration>', 'userspace mode: how long to wait for an endpoint to accept a connection before trying the next one').argParser(duration('--userspace-connect-timeout')))
     .addOption(new Option('--userspace-failure-cooldown <duration>', 'userspace mode: how long a failed endpoint is passed over before it is tried again').argParser(duration('--userspace-failure-cooldown')))
     .addOption(new Option('--shutdown-drain-timeout <duration>', 'on SIGTERM, how long open connections may finish before they are closed').argParser(duration('--shutdown-drain-timeout')))
+    .addOption(new Option('--conntrack-max-per-core <n>', 'kernel modes: maximum NAT connections to track per CPU core (0 leaves nf_conntrack_max as is and ignores --conntrack-min)').argParser(count('--conntrack-max-per-core')))
+    .addOption(new Option('--conntrack-min <n>', 'kernel modes: minimum nf_conntrack_max, whatever --conntrack-max-per-core gives').argParser(count('--conntrack-min')))
+    .addOption(new Option('--conntrack-tcp-timeout-established <duration>', 'kernel modes: idle timeout of established TCP connections (0 leaves it as is)').argParser(duration('--conntrack-tcp-timeout-established')))
+    .addOption(new Option('--conntrack-tcp-timeout-close-wait <duration>', 'kernel modes: how long an idle conntrack entry stays in CLOSE_WAIT (0 leaves it as is)').argParser(duration('--conntrack-tcp-timeout-close-wait')))
+    .option('--conntrack-tcp-be-liberal', 'kernel modes: only mark out-of-window TCP packets INVALID instead of dropping them (nf_conntrack_tcp_be_liberal=1)')
+    .addOption(new Option('--conntrack-udp-timeout <duration>', 'kernel modes: idle timeout of UNREPLIED UDP conntrack entries (0 leaves it as is)').argParser(duration('--conntrack-udp-timeout')))
+    .addOption(new Option('--conntrack-udp-timeout-stream <duration>', 'kernel modes: idle timeout of ASSURED UDP conntrack entries (0 leaves it as is)').argParser(duration('--conntrack-udp-timeout-stream')))
     .option('--write-config-to <path>', 'write the effective configuration as a KubeProxyConfiguration file to this path and exit')
     .option('--cleanup', 'remove every rule and chain kproxy installed, then exit')
     .option('--dry-run', 'kernel modes: print what would be applied and exit without touching the kernel')
@@ -96,6 +112,13 @@ interface RawOpts {
   userspaceConnectTimeout?: number;
   userspaceFailureCooldown?: number;
   shutdownDrainTimeout?: number;
+  conntrackMaxPerCore?: number;
+  conntrackMin?: number;
+  conntrackTcpTimeoutEstablished?: number;
+  conntrackTcpTimeoutCloseWait?: number;
+  conntrackTcpBeLiberal?: boolean;
+  conntrackUdpTimeout?: number;
+  conntrackUdpTimeoutStream?: number;
   cleanup?: boolean;
   writeConfigTo?: string;
   dryRun?: boolean;
@@ -118,7 +141,7 @@ export function parseFlags(argv: readonly string[]): FlagsResult {
     throw err;
   }
   const o = cmd.opts<RawOpts>();
-  const file = o.config !== undefined ? loadConfigFile(o.config) : {};
+  const file: FileConfig = o.config !== undefined ? loadConfigFile(o.config) : {};
   const pick = <T>(flag: T | undefined, fromFile: T | undefined, def: T): T => flag ?? fromFile ?? def;
   const mode = pick(o.proxyMode, file.mode, DEFAULTS.mode);
   const syncPeriodMs = pick(o.iptablesSyncPeriod, file.syncPeriodMs, DEFAULTS.syncPeriodMs);
@@ -147,6 +170,15 @@ export function parseFlags(argv: readonly string[]): FlagsResult {
     ipvsTcpFinTimeoutMs: pick(o.ipvsTcpfinTimeout, file.ipvsTcpFinTimeoutMs, DEFAULTS.ipvsTcpFinTimeoutMs),
     ipvsUdpTimeoutMs: pick(o.ipvsUdpTimeout, file.ipvsUdpTimeoutMs, DEFAULTS.ipvsUdpTimeoutMs),
     udpIdleTimeoutMs: pick(o.udpTimeout, file.udpIdleTimeoutMs, DEFAULTS.udpIdleTimeoutMs),
+    conntrack: {
+      maxPerCore: pick(o.conntrackMaxPerCore, file.conntrack?.maxPerCore, DEFAULTS.conntrack.maxPerCore),
+      min: pick(o.conntrackMin, file.conntrack?.min, DEFAULTS.conntrack.min),
+      tcpEstablishedTimeoutMs: pick(o.conntrackTcpTimeoutEstablished, file.conntrack?.tcpEstablishedTimeoutMs, DEFAULTS.conntrack.tcpEstablishedTimeoutMs),
+      tcpCloseWaitTimeoutMs: pick(o.conntrackTcpTimeoutCloseWait, file.conntrack?.tcpCloseWaitTimeoutMs, DEFAULTS.conntrack.tcpCloseWaitTimeoutMs),
+      tcpBeLiberal: pick(o.conntrackTcpBeLiberal, file.conntrack?.tcpBeLiberal, DEFAULTS.conntrack.tcpBeLiberal),
+      udpTimeoutMs: pick(o.conntrackUdpTimeout, file.conntrack?.udpTimeoutMs, DEFAULTS.conntrack.udpTimeoutMs),
+      udpStreamTimeoutMs: pick(o.conntrackUdpTimeoutStream, file.conntrack?.udpStreamTimeoutMs, DEFAULTS.conntrack.udpStreamTimeoutMs),
+    },
     connectTimeoutMs: pick(o.userspaceConnectTimeout, undefined, DEFAULTS.connectTimeoutMs),
     cooldownMs: pick(o.userspaceFailureCooldown, undefined, DEFAULTS.cooldownMs),
     drainTimeoutMs: pick(o.shutdownDrainTimeout, undefined, DEFAULTS.drainTimeoutMs),

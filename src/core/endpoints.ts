@@ -14,6 +14,9 @@ export interface Endpoint {
   readonly terminating: boolean;
   readonly nodeName: string | undefined;
   readonly zone: string | undefined;
+  /** The slice's topology hints (hints.forZones / hints.forNodes names); absent or empty: no hint. */
+  readonly zoneHints?: readonly string[];
+  readonly nodeHints?: readonly string[];
   /** Whether the endpoint runs on this node. */
   readonly isLocal: boolean;
   /** IPVS-style weight 0..65535 from kproxy.io/weights (default 1); 0 takes no new connections. */
@@ -60,6 +63,8 @@ export function endpointsFor(
         terminating: ep.conditions.terminating,
         nodeName: ep.nodeName,
         zone: ep.zone,
+        ...(ep.zoneHints !== undefined && ep.zoneHints.length > 0 ? { zoneHints: ep.zoneHints } : {}),
+        ...(ep.nodeHints !== undefined && ep.nodeHints.length > 0 ? { nodeHints: ep.nodeHints } : {}),
         isLocal: nodeName !== '' && ep.nodeName === nodeName,
         weight: weights?.get(ip) ?? DEFAULT_WEIGHT,
       }));

@@ -76,6 +76,8 @@ export interface SliceEndpoint {
   readonly hostname?: string;
   /** hints.forZones[].name */
   readonly zoneHints?: readonly string[];
+  /** hints.forNodes[].name */
+  readonly nodeHints?: readonly string[];
 }
 
 export interface EndpointSliceObject {
@@ -101,6 +103,8 @@ export interface NodeObject {
   readonly podCIDRs: readonly string[];
   /** True when the node carries the ToBeDeletedByClusterAutoscaler taint. */
   readonly toBeDeleted: boolean;
+  /** True when metadata.deletionTimestamp is set: the Node is being deleted. */
+  readonly deleting: boolean;
   readonly origin: Origin;
 }
 

@@ -23,10 +23,69 @@ export interface CategorizedEndpoints {
   readonly usesLocalEndpoints: boolean;
 }
 
+/** The node label that names this node's zone (upstream's v1.LabelTopologyZone). */
+export const TOPOLOGY_ZONE_LABEL = 'topology.kubernetes.io/zone';
+
+/** Which topology hints a service port's Cluster-policy endpoints follow (upstream's topology modes). */
+export type TopologyMode = '' | 'PreferSameZone' | 'PreferSameNode';
+
+/** Where this node is, for topology hints. */
+export interface NodeTopology {
+  readonly nodeName: string;
+  /** The node's topology.kubernetes.io/zone label; '' when unknown. */
+  readonly zone: string;
+}
+
+/** This node's topology from its Node object (absent before the Node is read: no zone). */
+export function nodeTopology(nodeName: string, node: { readonly labels: Readonly<Record<string, string>> } | undefined): NodeTopology {
+  return { nodeName, zone: node?.labels[TOPOLOGY_ZONE_LABEL] ?? '' };
+}
+
+function hinted(hints: readonly string[] | undefined, name: string): boolean {
+  return hints !== undefined && name !== '' && hints.includes(name);
+}
+
 /**
- * Upstream's rule (CategorizeEndpoints, without topology hints): use ready endpoints; when
- * none is ready, fall back to endpoints that are serving and terminating. Local policies do
- * the same among the endpoints on this node.
+ * Upstream's topologyModeFromHints. Only ready endpoints are considered. Node hints win when
+ * every ready endpoint has one and some endpoint is hinted for this node; otherwise zone hints
+ * apply when every ready endpoint has one and some endpoint is hinted for this node's zone;
+ * otherwise no topology. (The EndpointSlice controller writes hints only for services that ask
+ * for them, through trafficDistribution or the service.kubernetes.io/topology-mode annotation,
+ * so, as in current upstream, the proxy follows the hints and does not read the annotation.)
+ */
+export function topologyMode(endpoints: readonly Endpoint[], topo: NodeTopology | undefined): TopologyMode {
+  if (topo === undefined) return '';
+  let anyReady = false;
+  let allNodeHints = true;
+  let forNode = false;
+  let allZoneHints = true;
+  let forZone = false;
+  for (const e of endpoints) {
+    if (!e.ready) continue;
+    anyReady = true;
+    if (e.nodeHints === undefined || e.nodeHints.length === 0) allNodeHints = false;
+    else if (hinted(e.nodeHints, topo.nodeName)) forNode = true;
+    if (e.zoneHints === undefined || e.zoneHints.length === 0) allZoneHints = false;
+    else if (hinted(e.zoneHints, topo.zone)) forZone = true;
+  }
+  if (!anyReady) return '';
+  if (allNodeHints && forNode) return 'PreferSameNode';
+  if (allZoneHints && forZone) return 'PreferSameZone';
+  return '';
+}
+
+function availableForTopology(e: Endpoint, mode: TopologyMode, topo: NodeTopology | undefined): boolean {
+  switch (mode) {
+    case '': return true;
+    case 'PreferSameNode': return hinted(e.nodeHints, topo?.nodeName ?? '');
+    case 'PreferSameZone': return hinted(e.zoneHints, topo?.zone ?? '');
+  }
+}
+
+/**
+ * Upstream's rule without topology: use ready endpoints; when none is ready, fall back to
+ * endpoints that are serving and terminating. Local policies do the same among the endpoints
+ * on this node.
  */
 export function usable(endpoints: readonly Endpoint[]): Endpoint[] {
   const ready = endpoints.filter((e) => e.ready);
@@ -39,25 +98,36 @@ export interface CategorizeOptions {
   readonly isLocal?: (e: Endpoint) => boolean;
   /** Whether the port has node ports, external or load-balancer IPs (default: from the port). */
   readonly externallyAccessible?: boolean;
+  /** This node's name and zone, for topology hints (default: hints are not applied). */
+  readonly topology?: NodeTopology;
 }
 
 /**
- * Upstream's CategorizeEndpoints (without topology hints). Cluster endpoints are computed only
- * when some traffic uses the Cluster policy and local ones only when some uses Local (an unused
- * category is empty); allReachable is every endpoint some traffic may reach, with serving-but-
- * terminating local endpoints added when a Local policy falls back to them.
+ * Upstream's CategorizeEndpoints. Cluster endpoints are computed only when some traffic uses
+ * the Cluster policy and local ones only when some uses Local (an unused category is empty).
+ * Topology hints narrow the Cluster endpoints only (Local policies ignore them); when no ready
+ * endpoint exists anywhere, serving-and-terminating ones are used regardless of topology.
+ * allReachable is every endpoint some traffic may reach: the union of the two categories.
  */
 export function categorizeEndpoints(sp: ServicePort, endpoints: readonly Endpoint[], opts: CategorizeOptions = {}): CategorizedEndpoints {
   const isLocal = opts.isLocal ?? ((e: Endpoint): boolean => e.isLocal);
   const externallyAccessible = opts.externallyAccessible ?? (sp.nodePort !== 0 || sp.externalIPs.length > 0 || sp.loadBalancerIPs.length > 0);
   const usesClusterEndpoints = !sp.internalPolicyLocal || externallyAccessible;
   const usesLocalEndpoints = sp.internalPolicyLocal || (sp.externalPolicyLocal && externallyAccessible);
-  const clusterEndpoints = usesClusterEndpoints ? usable(endpoints) : [];
+  let clusterEndpoints: readonly Endpoint[] = [];
+  let mode: TopologyMode = '';
+  if (usesClusterEndpoints) {
+    mode = topologyMode(endpoints, opts.topology);
+    clusterEndpoints = endpoints.filter((e) => e.ready && availableForTopology(e, mode, opts.topology));
+    // Topology was chosen only if some ready endpoint matched it, so an empty list here means
+    // no endpoint is ready anywhere.
+    if (clusterEndpoints.length === 0) clusterEndpoints = endpoints.filter((e) => e.serving && e.terminating);
+  }
   const localEndpoints = usesLocalEndpoints ? usable(endpoints.filter(isLocal)) : [];
   let allReachable: readonly Endpoint[];
   if (!usesLocalEndpoints) allReachable = clusterEndpoints;
   else if (!usesClusterEndpoints) allReachable = localEndpoints;
-  else if (localEndpoints.every((e) => e.ready)) allReachable = clusterEndpoints;
+  else if (mode === '' && localEndpoints.every((e) => e.ready)) allReachable = clusterEndpoints;
   else allReachable = [...clusterEndpoints, ...localEndpoints.filter((l) => !clusterEndpoints.some((c) => c.key === l.key))];
   return {
     clusterEndpoints,

@@ -618,6 +618,7 @@ const MAX_SLICE_ENDPOINTS = 1000;
 const MAX_ENDPOINT_ADDRESSES = 100;
 const MAX_SLICE_PORTS = 100;
 const MAX_ZONE_HINTS = 8;
+const MAX_NODE_HINTS = 8;
 
 function addressProblem(addressType: 'IPv4' | 'IPv6' | 'FQDN', address: string): string | undefined {
   switch (addressType) {
@@ -710,6 +711,7 @@ export function convertEndpointSlice(raw: unknown, ctx: ConvertContext): Convert
     }
     const hints = c.rec(item, path, 'hints');
     let zoneHints: string[] | undefined;
+    let nodeHints: string[] | undefined;
     if (hints) {
       const hintsPath = child(path, 'hints');
       const forZones = c.records(hints, hintsPath, 'forZones');
@@ -720,6 +722,15 @@ export function convertEndpointSlice(raw: unknown, ctx: ConvertContext): Convert
         if (zn === undefined || zn === '') c.fail(PROBLEM.REQUIRED, child(z.path, 'name'), 'required: the zone name');
         else zoneHints.push(zn);
       }
+      // hints.forNodes (discovery.k8s.io/v1 since Kubernetes 1.33, trafficDistribution PreferSameNode).
+      const forNodes = c.records(hints, hintsPath, 'forNodes');
+      if (forNodes.length > MAX_NODE_HINTS) c.fail(PROBLEM.TOO_MANY, child(hintsPath, 'forNodes'), `at most ${MAX_NODE_HINTS} node hints, got ${forNodes.length}`);
+      if (forNodes.length > 0) nodeHints = [];
+      for (const n of forNodes) {
+        const nn = c.str(n.item, n.path, 'name');
+        if (nn === undefined || nn === '') c.fail(PROBLEM.REQUIRED, child(n.path, 'name'), 'required: the node name');
+        else nodeHints?.push(nn);
+      }
     }
     endpoints.push({
       addresses: addresses.map((a) => a.value),
@@ -728,6 +739,7 @@ export function convertEndpointSlice(raw: unknown, ctx: ConvertContext): Convert
       ...(zone !== undefined && zone !== '' ? { zone } : {}),
       ...(hostname !== undefined && hostname !== '' ? { hostname } : {}),
       ...(zoneHints !== undefined ? { zoneHints } : {}),
+      ...(nodeHints !== undefined ? { nodeHints } : {}),
     });
   }
 
@@ -943,6 +955,8 @@ export function convertNode(raw: unknown, ctx: ConvertContext): ConvertResult<No
     else if (listed.length === 0) podCIDRs.push(podCIDR);
     else if (listed[0]?.value !== podCIDR) c.fail(PROBLEM.INVALID_VALUE, 'spec.podCIDRs[0]', `must match spec.podCIDR (${q(podCIDR)})`);
   }
+  const rawMeta = isRecord(raw.metadata) ? raw.metadata : {};
+  const deleting = typeof rawMeta.deletionTimestamp === 'string' && rawMeta.deletionTimestamp !== '';
   let toBeDeleted = false;
   for (const { item, path } of c.records(spec, 'spec', 'taints')) {
     const key = c.str(item, path, 'key');
@@ -968,6 +982,7 @@ export function convertNode(raw: unknown, ctx: ConvertContext): ConvertResult<No
     addresses,
     podCIDRs,
     toBeDeleted,
+    deleting,
     origin: ctx.origin,
   }));
 }

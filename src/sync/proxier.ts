@@ -60,7 +60,9 @@ export class Proxier {
       return;
     }
     if (ev.kind === 'Node' && ev.object.name === this.opts.nodeName) {
-      this.opts.health.setNodeEligible(ev.type === 'delete' ? true : !ev.object.toBeDeleted);
+      // Upstream's SyncNode, on add, update and delete alike: a Node being deleted or tainted
+      // ToBeDeletedByClusterAutoscaler is not eligible for load-balancer traffic (/healthz 503).
+      this.opts.health.setNodeEligible(!ev.object.toBeDeleted && !ev.object.deleting);
     }
     this.builder.handle(ev);
     const c = this.builder.counters;

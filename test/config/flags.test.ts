@@ -51,6 +51,9 @@ test('flags: bad values are ConfigErrors that name the flag and the reason', () 
     [['--iptables-min-sync-period', '1m', '--iptables-sync-period', '30s'], /must be less than or equal to --iptables-sync-period/],
     [['--no-such-flag'], /unknown option --no-such-flag/],
     [['-v', 'loud'], /-v: must be a non-negative integer/],
+    [['--conntrack-max-per-core', '-1'], /--conntrack-max-per-core: must be greater than or equal to 0/],
+    [['--conntrack-min', 'lots'], /--conntrack-min: must be an integer/],
+    [['--conntrack-tcp-timeout-established', '24'], /--conntrack-tcp-timeout-established: must be a duration/],
   ];
   for (const [argv, re] of cases) {
     assert.throws(() => parseFlags(argv), (err: unknown) => err instanceof ConfigError && re.test(err.message), argv.join(' '));
@@ -70,6 +73,51 @@ test('config file: values apply, flags given on the command line win, unknown fi
   assert.deepEqual(r.config.clusterCIDRs, ['198.18.0.0/16']);
   writeFileSync(file, 'apiVersion: kubeproxy.config.k8s.io/v1alpha1\nkind: KubeProxyConfiguration\niptables:\n  syncPeriodd: 45s\n');
   assert.throws(() => parseFlags(['--config', file]), /unknown field "iptables.syncPeriodd"/);
+});
+
+test('config file: conntrack settings and the nftables section (mode nftables), with upstream\'s defaults and messages', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'kproxy-cfg-'));
+  const file = join(dir, 'config.yaml');
+  const head = 'apiVersion: kubeproxy.config.k8s.io/v1alpha1\nkind: KubeProxyConfiguration\n';
+  const load = (body: string) => {
+    writeFileSync(file, head + body);
+    const r = parseFlags(['--config', file]);
+    assert.equal(r.kind, 'run');
+    if (r.kind !== 'run') throw new Error('not run');
+    return r.config;
+  };
+  const d = load('');
+  assert.deepEqual(d.conntrack, {
+    maxPerCore: 32768, min: 131072, tcpEstablishedTimeoutMs: 86_400_000, tcpCloseWaitTimeoutMs: 3_600_000,
+    tcpBeLiberal: false, udpTimeoutMs: 0, udpStreamTimeoutMs: 0,
+  });
+  const c = load('conntrack:\n  maxPerCore: 0\n  min: 1000\n  tcpEstablishedTimeout: 2h\n  tcpCloseWaitTimeout: 30m\n  tcpBeLiberal: true\n  udpTimeout: 30s\n  udpStreamTimeout: 2m\n');
+  assert.deepEqual(c.conntrack, { maxPerCore: 0, min: 1000, tcpEstablishedTimeoutMs: 7_200_000, tcpCloseWaitTimeoutMs: 1_800_000, tcpBeLiberal: true, udpTimeoutMs: 30_000, udpStreamTimeoutMs: 120_000 });
+  // A flag wins over the file, field by field.
+  writeFileSync(file, head + 'conntrack:\n  maxPerCore: 0\n  min: 1000\n');
+  const f = parseFlags(['--config', file, '--conntrack-min', '5']);
+  assert.ok(f.kind === 'run' && f.config.conntrack.min === 5 && f.config.conntrack.maxPerCore === 0);
+  // mode nftables: the nftables section's periods and masquerading, not the iptables one's.
+  const n = load('mode: nftables\niptables:\n  syncPeriod: 10s\nnftables:\n  syncPeriod: 40s\n  minSyncPeriod: 3s\n  masqueradeAll: true\n  masqueradeBit: 12\n');
+  assert.deepEqual([n.mode, n.syncPeriodMs, n.minSyncPeriodMs, n.masqueradeAll, n.masqueradeBit], ['nftables', 40_000, 3_000, true, 12]);
+  const i = load('mode: iptables\niptables:\n  syncPeriod: 10s\nnftables:\n  syncPeriod: 40s\n');
+  assert.equal(i.syncPeriodMs, 10_000);
+  const bad: [string, RegExp][] = [
+    ['conntrack:\n  maxPerCore: -1\n', /invalid value -1 for .*: conntrack\.maxPerCore: must be greater than or equal to 0/],
+    ['conntrack:\n  min: 1.5\n', /conntrack\.min: must be an integer/],
+    ['conntrack:\n  tcpEstablishedTimeout: -1h\n', /conntrack\.tcpEstablishedTimeout: must be greater than or equal to 0/],
+    ['conntrack:\n  udpTimeout: soon\n', /conntrack\.udpTimeout: must be a duration/],
+    ['conntrack:\n  tcpBeLiberal: yes\n', /conntrack\.tcpBeLiberal: must be true or false/],
+    ['conntrack:\n  maxPerCpu: 1\n', /unknown field "conntrack\.maxPerCpu"/],
+    ['mode: nftables\nnftables:\n  syncPeriod: 1s\n  minSyncPeriod: 2s\n', /nftables\.syncPeriod: must be greater than or equal to nftables\.minSyncPeriod/],
+    ['mode: nftables\nnftables:\n  syncPeriod: 0s\n', /nftables\.syncPeriod: must be greater than 0/],
+    ['nftables:\n  masqueradeBits: 3\n', /unknown field "nftables\.masqueradeBits"/],
+    ['iptables:\n  masqueradeBit: 32\n', /iptables\.masqueradeBit: must be within the range \[0, 31\]/],
+  ];
+  for (const [body, re] of bad) {
+    writeFileSync(file, head + body);
+    assert.throws(() => parseFlags(['--config', file]), (err: unknown) => err instanceof ConfigError && re.test(err.message), body);
+  }
 });
 
 test('CLI: bad flags exit 2 with one line; --help exits 0 and describes every flag', () => {
@@ -96,7 +144,8 @@ test('--write-config-to writes the effective configuration, which loads back to 
   const dir = mkdtempSync(join(tmpdir(), 'kproxy-wc-'));
   const out = join(dir, 'written.yaml');
   const args = ['--proxy-mode', 'iptables', '--cluster-cidr', '198.18.0.0/16', '--iptables-sync-period', '1m30s', '--ipvs-scheduler', 'wlc',
-    '--hostname-override', 'node-7', '--metrics-bind-address', '0.0.0.0:10249', '--masquerade-all'];
+    '--hostname-override', 'node-7', '--metrics-bind-address', '0.0.0.0:10249', '--masquerade-all',
+    '--conntrack-max-per-core', '0', '--conntrack-tcp-timeout-close-wait', '1h1m', '--conntrack-udp-timeout', '45s', '--conntrack-tcp-be-liberal'];
   const r = spawnSync(process.execPath, [BIN, ...args, '--write-config-to', out], { encoding: 'utf8' });
   assert.equal(r.status, 0, r.stderr);
   const direct = parseFlags(args);

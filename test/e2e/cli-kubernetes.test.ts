@@ -39,6 +39,9 @@ test('CLI with --kubeconfig: API changes reach the datapath within a second; wat
   let background: Promise<void> | undefined;
   try {
     await waitFor('kproxy to sync from the API', () => /"synced proxy rules"/.test(stderr), 10_000, 50);
+    await waitFor('the Starting event', () => server.events.length > 0, 5000, 20);
+    assert.deepEqual(server.events.map((e) => [e.apiVersion, e.namespace, e.body.reason, e.body.type, e.body.regarding]),
+      [['events.k8s.io/v1', 'default', 'Starting', 'Normal', { kind: 'Node', name: 'n1', uid: 'n1' }]], 'kproxy announced itself on its Node once');
     const t0 = Date.now();
     server.apply({ apiVersion: 'v1', kind: 'Service', metadata: { name: 'api-web', namespace: 'e2e' }, spec: { clusterIP: '127.0.42.1', ports: [{ name: 'http', port: 80, targetPort: 9501 }] } });
     server.apply(slice(['127.0.41.1']));

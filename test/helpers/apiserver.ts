@@ -7,8 +7,11 @@
  *   (ADDED/MODIFIED/DELETED/BOOKMARK), chunked, starting after N;
  * - a resourceVersion older than the kept history gets 410 Gone: an ERROR watch event with a
  *   Status (as the real server does) or, with gone: 'http', an HTTP 410.
- * Supports fieldSelector metadata.name=X / metadata.namespace=X. Collections: services,
- * endpointslices (discovery.k8s.io/v1), nodes.
+ * Supports fieldSelector metadata.name=X / metadata.namespace=X and labelSelector (key, !key,
+ * key=value, key==value, key!=value, comma-joined), as the real server: a watched object that
+ * starts or stops matching arrives as ADDED / DELETED. Collections: services, endpointslices
+ * (discovery.k8s.io/v1), nodes. POST of events (events.k8s.io/v1 and core v1) is accepted and
+ * recorded in `events`.
  * The certificate authority and server certificate are made with the openssl CLI.
  */
 import { execFileSync } from 'node:child_process';
@@ -39,6 +42,50 @@ interface HistoryEntry {
   readonly kind: string;
   readonly type: 'ADDED' | 'MODIFIED' | 'DELETED';
   readonly object: Obj;
+  /** The object before a MODIFIED (for selector transitions). */
+  readonly previous?: Obj;
+}
+
+/** Event collections the server accepts POSTs to (namespace in the path). */
+const EVENT_PATHS: readonly { readonly re: RegExp; readonly apiVersion: string }[] = [
+  { re: /^\/apis\/events\.k8s\.io\/v1\/namespaces\/([^/]+)\/events$/, apiVersion: 'events.k8s.io/v1' },
+  { re: /^\/api\/v1\/namespaces\/([^/]+)\/events$/, apiVersion: 'v1' },
+];
+
+/** An event POSTed to the server. */
+export interface RecordedEvent {
+  readonly apiVersion: string;
+  readonly namespace: string;
+  readonly body: Obj;
+}
+
+function labelsOf(o: Obj): Record<string, unknown> {
+  const l = metaOf(o).labels;
+  return typeof l === 'object' && l !== null && !Array.isArray(l) ? (l as Record<string, unknown>) : {};
+}
+
+/** A label selector as the API server parses the equality/existence forms. */
+export function labelSelector(text: string): (o: Obj) => boolean {
+  const tests: ((labels: Record<string, unknown>) => boolean)[] = [];
+  for (const raw of text.split(',').map((t) => t.trim()).filter((t) => t !== '')) {
+    let m: RegExpExecArray | null;
+    if ((m = /^!([^=!]+)$/.exec(raw))) {
+      const k = m[1] ?? '';
+      tests.push((l) => !(k in l));
+    } else if ((m = /^([^=!]+)!=(.*)$/.exec(raw))) {
+      const [k = '', v = ''] = [m[1], m[2]];
+      tests.push((l) => l[k] !== v);
+    } else if ((m = /^([^=!]+)==?(.*)$/.exec(raw))) {
+      const [k = '', v = ''] = [m[1], m[2]];
+      tests.push((l) => l[k] === v);
+    } else if ((m = /^([^=!]+)$/.exec(raw))) {
+      const k = m[1] ?? '';
+      tests.push((l) => k in l);
+    } else {
+      throw new Error(`unable to parse requirement: ${raw}`);
+    }
+  }
+  return (o) => tests.every((t) => t(labelsOf(o)));
 }
 
 interface WatchConn {
@@ -112,6 +159,10 @@ export class TestApiServer {
   readonly requests: string[] = [];
   /** Count of requests refused for a bad token. */
   unauthorized = 0;
+  /** Events POSTed, in order. */
+  readonly events: RecordedEvent[] = [];
+  /** Every object sent to a client (in lists and watch events), as "Kind ns/name". */
+  readonly sent: string[] = [];
   port = 0;
 
   private constructor(opts: TestApiServerOptions) {
@@ -173,7 +224,7 @@ export class TestApiServer {
     this.rv++;
     const stored: Obj = { ...obj, metadata: { ...metaOf(obj), resourceVersion: String(this.rv), uid: `uid-${keyOf(obj)}` } };
     objects.set(keyOf(obj), stored);
-    this.record({ rv: this.rv, kind, type: existing === undefined ? 'ADDED' : 'MODIFIED', object: stored });
+    this.record(existing === undefined ? { rv: this.rv, kind, type: 'ADDED', object: stored } : { rv: this.rv, kind, type: 'MODIFIED', object: stored, previous: existing });
     return stored;
   }
 
@@ -223,11 +274,25 @@ export class TestApiServer {
   private record(e: HistoryEntry): void {
     this.history.push(e);
     for (const w of this.watches) {
-      if (w.kind === e.kind && w.selector(e.object)) this.send(w.res, e.type, e.object);
+      if (w.kind === e.kind) this.deliver(w.res, e, w.selector);
     }
   }
 
+  /** Sends a history entry as a watcher with this selector sees it (selector transitions included). */
+  private deliver(res: ServerResponse, e: HistoryEntry, selector: (o: Obj) => boolean): void {
+    const now = selector(e.object);
+    if (e.type !== 'MODIFIED' || e.previous === undefined) {
+      if (now) this.send(res, e.type, e.object);
+      return;
+    }
+    const before = selector(e.previous);
+    if (before && now) this.send(res, 'MODIFIED', e.object);
+    else if (!before && now) this.send(res, 'ADDED', e.object);
+    else if (before && !now) this.send(res, 'DELETED', e.object);
+  }
+
   private send(res: ServerResponse, type: string, object: Obj): void {
+    if (type !== 'ERROR') this.sent.push(`${String(object.kind)} ${keyOf(object)}`);
     res.write(JSON.stringify({ type, object }) + '\n');
   }
 
@@ -246,14 +311,27 @@ export class TestApiServer {
       return;
     }
     const url = new URL(req.url ?? '/', 'https://127.0.0.1');
+    if (req.method === 'POST') {
+      this.handlePost(req, url, reply);
+      return;
+    }
     const c = COLLECTIONS.find((x) => x.path === url.pathname);
     if (req.method !== 'GET' || c === undefined) {
       reply(404, status(404, 'NotFound', `the server could not find the requested resource (${url.pathname})`));
       return;
     }
-    const selector = this.fieldSelector(url.searchParams.get('fieldSelector') ?? '');
+    const byField = this.fieldSelector(url.searchParams.get('fieldSelector') ?? '');
+    let byLabel: (o: Obj) => boolean;
+    try {
+      byLabel = labelSelector(url.searchParams.get('labelSelector') ?? '');
+    } catch (err) {
+      reply(400, status(400, 'BadRequest', `unable to parse requirement: ${err instanceof Error ? err.message : String(err)}`));
+      return;
+    }
+    const selector = (o: Obj): boolean => byField(o) && byLabel(o);
     if (url.searchParams.get('watch') !== 'true') {
       const items = [...(this.store.get(c.kind)?.values() ?? [])].filter(selector).map((o) => {
+        this.sent.push(`${c.kind} ${keyOf(o)}`);
         const { kind: _k, apiVersion: _a, ...rest } = o;
         return rest;
       });
@@ -275,11 +353,49 @@ export class TestApiServer {
       return;
     }
     for (const e of this.history) {
-      if (e.rv > from && e.kind === c.kind && selector(e.object)) this.send(res, e.type, e.object);
+      if (e.rv > from && e.kind === c.kind) this.deliver(res, e, selector);
     }
     const conn: WatchConn = { kind: c.kind, selector, res };
     this.watches.add(conn);
     res.on('close', () => this.watches.delete(conn));
+  }
+
+  /** POST of an Event: stored in `events` and answered 201 with the object, as the real server. */
+  private handlePost(req: IncomingMessage, url: URL, reply: (code: number, body: Obj) => void): void {
+    const match = EVENT_PATHS.map((p) => ({ p, m: p.re.exec(url.pathname) })).find((x) => x.m !== null);
+    if (match === undefined || match.m === null) {
+      reply(405, status(405, 'MethodNotAllowed', `POST is not supported on ${url.pathname}`));
+      return;
+    }
+    const namespace = match.m[1] ?? '';
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      let body: unknown;
+      try {
+        body = JSON.parse(Buffer.concat(chunks).toString('utf8'));
+      } catch {
+        reply(400, status(400, 'BadRequest', 'the request body is not JSON'));
+        return;
+      }
+      if (typeof body !== 'object' || body === null || Array.isArray(body)) {
+        reply(400, status(400, 'BadRequest', 'the request body is not an object'));
+        return;
+      }
+      const ev = body as Obj;
+      const ns = metaOf(ev).namespace;
+      if (ns !== undefined && ns !== namespace) {
+        reply(400, status(400, 'BadRequest', `the namespace of the provided object does not match the namespace sent on the request`));
+        return;
+      }
+      if (ev.apiVersion !== match.p.apiVersion || ev.kind !== 'Event') {
+        reply(400, status(400, 'BadRequest', `expected an Event of ${match.p.apiVersion}, got ${String(ev.kind)} ${String(ev.apiVersion)}`));
+        return;
+      }
+      this.events.push({ apiVersion: match.p.apiVersion, namespace, body: ev });
+      this.rv++;
+      reply(201, { ...ev, metadata: { ...metaOf(ev), namespace, resourceVersion: String(this.rv) } });
+    });
   }
 
   private fieldSelector(text: string): (o: Obj) => boolean {

@@ -41,5 +41,5 @@ export function slice(
 }
 
 export function node(name: string, over: Partial<Mutable<NodeObject>> = {}): NodeObject {
-  return { kind: 'Node', name, labels: {}, addresses: [], podCIDRs: [], toBeDeleted: false, origin: { source: 'test' }, ...over };
+  return { kind: 'Node', name, labels: {}, addresses: [], podCIDRs: [], toBeDeleted: false, deleting: false, origin: { source: 'test' }, ...over };
 }

@@ -5,7 +5,7 @@
  * read side by side with upstream's expectations. Nothing here sends packets.
  */
 import type { KernelRenderOptions } from '../../src/backends/backend.js';
-import type { EndpointSliceObject, Protocol, ServiceObject, ServicePortSpec } from '../../src/core/objects.js';
+import type { EndpointSliceObject, NodeObject, Protocol, ServiceObject, ServicePortSpec } from '../../src/core/objects.js';
 import { SnapshotBuilder, type Snapshot } from '../../src/core/snapshot.js';
 import { ep, slice, svc } from './objects.js';
 
@@ -21,7 +21,8 @@ export const BASE_OPTS: KernelRenderOptions = {
   family: 'IPv4',
 };
 
-export type Obj = ServiceObject | EndpointSliceObject;
+/** What a test world holds; a Node (this node's, for its labels) is optional. */
+export type Obj = ServiceObject | EndpointSliceObject | NodeObject;
 
 export function port(name: string, p: number, protocol: Protocol = 'TCP', nodePort = 0): ServicePortSpec {
   return { name, protocol, port: p, targetPort: p, nodePort };
@@ -31,6 +32,7 @@ export function builder(objects: readonly Obj[], nodeName = NODE): SnapshotBuild
   const b = new SnapshotBuilder(nodeName);
   for (const o of objects) {
     if (o.kind === 'Service') b.handle({ kind: 'Service', type: 'add', object: o });
+    else if (o.kind === 'Node') b.handle({ kind: 'Node', type: 'add', object: o });
     else b.handle({ kind: 'EndpointSlice', type: 'add', object: o });
   }
   return b;

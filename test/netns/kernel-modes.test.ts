@@ -92,7 +92,9 @@ for (const mode of MODES) {
       const start = async (node: Netns, name: string): Promise<NetnsProcess> => {
         const p = node.spawn(process.execPath, [KPROXY_BIN, '--proxy-mode', mode, '--manifests', file, '--hostname-override', name,
           '--cluster-cidr', CLUSTER_CIDR, '--healthz-bind-address', '', '--metrics-bind-address', '',
-          '--iptables-min-sync-period', '0s', '--iptables-sync-period', '2s', '-v', '2']);
+          '--iptables-min-sync-period', '0s', '--iptables-sync-period', '2s', '-v', '2',
+          // nf_conntrack_max is read-only outside the node's own namespace (kind sets the same).
+          '--conntrack-max-per-core', '0', '--conntrack-tcp-timeout-close-wait', '1h1m']);
         await pollUntil(`kproxy ${mode} on ${name} to sync`, () => {
           if (!p.running) throw new Error(`kproxy exited: ${p.stderr().slice(-3000)}`);
           return /"synced proxy rules"/.test(p.stderr());
@@ -101,6 +103,10 @@ for (const mode of MODES) {
       };
       const kp1 = await start(c.node1, 'node1');
       const kp2 = await start(c.node2, 'node2');
+      // Upstream's conntrack setup ran inside the node's namespace: its timeouts are per namespace.
+      const sysctlOf = async (key: string): Promise<string> => (await c.node1.execOk('sysctl', ['-n', key])).stdout.trim();
+      assert.equal(await sysctlOf('net.netfilter.nf_conntrack_tcp_timeout_established'), '86400', 'the default 24h established timeout');
+      assert.equal(await sysctlOf('net.netfilter.nf_conntrack_tcp_timeout_close_wait'), '3660', '--conntrack-tcp-timeout-close-wait 1h1m');
       const log = (): string => `node1 kproxy:\n${kp1.stderr().slice(-3000)}`;
 
       await t.test('ClusterIP from the node: every endpoint is reachable, no masquerade needed for pods', async () => {

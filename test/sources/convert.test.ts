@@ -175,6 +175,19 @@ test('Service: defaults and special forms', async (t) => {
   for (const c of cases) await t.test(c.name, () => c.check(okValue(convertService(c.raw, ctx))));
 });
 
+test('EndpointSlice: hints.forZones and hints.forNodes become zoneHints and nodeHints; empty names are errors', () => {
+  const slice = okValue(convertEndpointSlice(mutate(baseSlice, (o) => {
+    o.endpoints = [{ addresses: ['10.1.0.1'], hints: { forZones: [{ name: 'z1' }, { name: 'z2' }], forNodes: [{ name: 'n1' }] } }];
+  }), ctx));
+  assert.deepEqual(slice.endpoints[0]?.zoneHints, ['z1', 'z2']);
+  assert.deepEqual(slice.endpoints[0]?.nodeHints, ['n1']);
+  const bad = convertEndpointSlice(mutate(baseSlice, (o) => {
+    o.endpoints = [{ addresses: ['10.1.0.1'], hints: { forNodes: [{ name: '' }] } }];
+  }), ctx);
+  assert.equal(bad.ok, false);
+  assert.ok(!bad.ok && bad.problems.some((p) => /endpoints\[0\]\.hints\.forNodes\[0\]\.name/.test(p.where) && /node name/.test(p.message)), JSON.stringify(bad));
+});
+
 test('EndpointSlice: conditions are defaulted as upstream', () => {
   const slice = okValue(convertEndpointSlice(mutate(baseSlice, (o) => {
     o.endpoints = [
@@ -221,11 +234,14 @@ test('Node: converts; taint and pod CIDRs', () => {
   assert.deepEqual(node, {
     kind: 'Node', name: 'n1', labels: { 'topology.kubernetes.io/zone': 'z1' },
     addresses: [{ type: 'InternalIP', address: '192.0.2.10' }, { type: 'Hostname', address: 'n1' }],
-    podCIDRs: ['10.244.1.0/24', 'fd00:244:1::/64'], toBeDeleted: true, origin: ctx.origin,
+    podCIDRs: ['10.244.1.0/24', 'fd00:244:1::/64'], toBeDeleted: true, deleting: false, origin: ctx.origin,
   });
   const plain = okValue(convertNode({ apiVersion: 'v1', kind: 'Node', metadata: { name: 'n2' }, spec: { podCIDR: '10.244.2.0/24' } }, ctx));
   assert.deepEqual(plain.podCIDRs, ['10.244.2.0/24']);
   assert.equal(plain.toBeDeleted, false);
+  assert.equal(plain.deleting, false);
+  const going = okValue(convertNode({ apiVersion: 'v1', kind: 'Node', metadata: { name: 'n3', deletionTimestamp: '2024-01-01T00:00:00Z' } }, ctx));
+  assert.equal(going.deleting, true);
 });
 
 // ---------------------------------------------------------------------------------------------

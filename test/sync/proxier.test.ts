@@ -110,6 +110,15 @@ test('proxier: health turns unhealthy when queued changes wait past the timeout,
   assert.equal(health.healthz().healthy, false);
   assert.equal(health.healthz().nodeEligible, false);
   assert.equal(health.livez().healthy, true);
+  p.handle({ kind: 'Node', type: 'update', previous: node('n1', { toBeDeleted: true }), object: node('n1') });
+  assert.equal(health.healthz().healthy, true, 'the taint removed: eligible again');
+  p.handle({ kind: 'Node', type: 'update', previous: node('n1'), object: node('n1', { deleting: true }) });
+  assert.equal(health.healthz().nodeEligible, false, 'a deletionTimestamp makes the node ineligible');
+  p.handle({ kind: 'Node', type: 'delete', object: node('n1', { deleting: true }) });
+  assert.equal(health.healthz().nodeEligible, false, 'as upstream, the deleted Node\'s own state decides');
+  p.handle({ kind: 'Node', type: 'add', object: node('n2', { toBeDeleted: true }) });
+  p.handle({ kind: 'Node', type: 'add', object: node('n1') });
+  assert.equal(health.healthz().nodeEligible, true, 'another node\'s taint does not matter');
   await p.close();
 });
 

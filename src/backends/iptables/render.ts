@@ -10,7 +10,7 @@ import type { Endpoint } from '../../core/endpoints.js';
 import type { ServicePortName } from '../../core/ids.js';
 import type { ServicePort } from '../../core/service-port.js';
 import type { Snapshot } from '../../core/snapshot.js';
-import { categorizeEndpoints } from '../../core/traffic-policy.js';
+import { categorizeEndpoints, nodeTopology } from '../../core/traffic-policy.js';
 import { canonicalIP, parseCIDR } from '../../core/ip.js';
 import type { IptablesModel, IptablesRenderOptions, ServiceChains, TableName } from './model.js';
 import {
@@ -224,6 +224,7 @@ export function renderIptables(snap: Snapshot, options: IptablesRenderOptions): 
   // The service ports this family programs, in a fixed order.
   const skipped = new Map<ServicePortName, string>();
   const views: PortView[] = [];
+  const topology = nodeTopology(options.nodeName !== '' ? options.nodeName : snap.nodeName, snap.node);
   for (const name of [...snap.servicePorts.keys()].sort(compareNames)) {
     const sp = snap.servicePorts.get(name);
     if (!sp) continue;
@@ -252,7 +253,7 @@ export function renderIptables(snap: Snapshot, options: IptablesRenderOptions): 
 
     const externallyAccessible = sp.nodePort !== 0 || v.loadBalancerIPs.length > 0 || v.externalIPs.length > 0;
     const isLocal = (e: Endpoint): boolean => (options.nodeName !== '' ? e.nodeName === options.nodeName : e.isLocal);
-    const cat = categorizeEndpoints(sp, v.endpoints, { isLocal, externallyAccessible });
+    const cat = categorizeEndpoints(sp, v.endpoints, { isLocal, externallyAccessible, topology });
     const { clusterEndpoints, localEndpoints, usesClusterEndpoints, usesLocalEndpoints } = cat;
     const hasEndpoints = cat.hasAnyEndpoints;
     const reachable = cat.allReachable;

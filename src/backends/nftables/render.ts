@@ -9,7 +9,7 @@ import type { Endpoint } from '../../core/endpoints.js';
 import type { ServicePortName } from '../../core/ids.js';
 import type { ServicePort } from '../../core/service-port.js';
 import type { Snapshot } from '../../core/snapshot.js';
-import { categorizeEndpoints } from '../../core/traffic-policy.js';
+import { categorizeEndpoints, nodeTopology } from '../../core/traffic-policy.js';
 import { canonicalIP, parseCIDR } from '../../core/ip.js';
 import { masqueradeMark } from '../iptables/names.js';
 import type { BaseChainSpec, NftChain, NftElement, NftSet, NftablesModel, NftablesRenderOptions, ServicePortObjects } from './model.js';
@@ -209,6 +209,7 @@ export function renderNftables(snap: Snapshot, options: NftablesRenderOptions): 
   // --- syncProxyRules: per service port.
   const skipped = new Map<ServicePortName, string>();
   const views: PortView[] = [];
+  const topology = nodeTopology(options.nodeName !== '' ? options.nodeName : snap.nodeName, snap.node);
   for (const name of [...snap.servicePorts.keys()].sort(compareNames)) {
     const sp = snap.servicePorts.get(name);
     if (!sp) continue;
@@ -244,7 +245,7 @@ export function renderNftables(snap: Snapshot, options: NftablesRenderOptions): 
 
     const externallyAccessible = sp.nodePort !== 0 || v.loadBalancerIPs.length > 0 || v.externalIPs.length > 0;
     const isLocal = (e: Endpoint): boolean => (options.nodeName !== '' ? e.nodeName === options.nodeName : e.isLocal);
-    const cat = categorizeEndpoints(sp, v.endpoints, { isLocal, externallyAccessible });
+    const cat = categorizeEndpoints(sp, v.endpoints, { isLocal, externallyAccessible, topology });
     const { clusterEndpoints, localEndpoints, usesClusterEndpoints, usesLocalEndpoints } = cat;
     const hasEndpoints = cat.hasAnyEndpoints;
     const reachable = cat.allReachable;

@@ -13,7 +13,7 @@ import { ipFamily } from '../../core/ip.js';
 import type { Protocol } from '../../core/objects.js';
 import type { ServicePort } from '../../core/service-port.js';
 import type { Snapshot } from '../../core/snapshot.js';
-import { categorizeEndpoints } from '../../core/traffic-policy.js';
+import { categorizeEndpoints, nodeTopology } from '../../core/traffic-policy.js';
 import type { Logger } from '../../observability/log.js';
 import type { ProxyMetrics } from '../../observability/metrics.js';
 import { localAddresses } from '../../platform/addresses.js';
@@ -119,7 +119,7 @@ export class UserspaceBackend implements Backend {
         this.dropBalancers(spn);
         continue;
       }
-      const cat = categorizeEndpoints(sp, snap.endpoints.get(spn) ?? []);
+      const cat = categorizeEndpoints(sp, snap.endpoints.get(spn) ?? [], { topology: nodeTopology(snap.nodeName, snap.node) });
       const scheduler = sp.scheduler ?? this.opts.defaultScheduler;
       this.ensureBalancer(sp, 'internal', scheduler).setEndpoints(cat.internalEndpoints);
       if (this.hasExternal(sp)) this.ensureBalancer(sp, 'external', scheduler).setEndpoints(cat.externalEndpoints);

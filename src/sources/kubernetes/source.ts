@@ -11,7 +11,10 @@
  * service.kubernetes.io/service-proxy-name (unless it equals proxyName) or
  * service.kubernetes.io/headless are skipped; headless (clusterIP None) and ExternalName
  * Services are dropped; only IPv4 EndpointSlices are read; only the Node named nodeName.
- * Filtering is done here, on the client, so a Service that gains such a label is deleted.
+ * As upstream's informers, the Service and EndpointSlice requests carry a label selector
+ * (!service.kubernetes.io/headless,!service.kubernetes.io/service-proxy-name) so the API server
+ * does the filtering (and sends DELETED when an object gains such a label); the same rules are
+ * checked here again, so a server that ignores the selector changes nothing.
  *
  * A broken watch never empties the rules: reconnects watch from the last resourceVersion; a
  * relist diffs against what was already delivered (and what this source emitted), so the
@@ -19,24 +22,28 @@
  * credentials, forbidden) are logged and reported, and the informer restarts with exponential
  * backoff (1 s doubling to 30 s).
  */
-import { request as httpsRequest, type RequestOptions } from 'node:https';
-import { request as httpRequest } from 'node:http';
 import { isDeepStrictEqual } from 'node:util';
 import { KubeConfig, ListWatch, Watch, type KubernetesListObject, type KubernetesObject } from '@kubernetes/client-node';
 import { KproxyError, errorMessage } from '../../core/errors.js';
 import type { EventSink, Source, SourceEvent, SourceProblem } from '../../core/events.js';
 import type { ApiObject } from '../../core/objects.js';
 import type { Logger } from '../../observability/log.js';
+import { ApiEventRecorder } from './events.js';
+import { apiRequest } from './request.js';
 import { convertEndpointSlice, convertNode, convertService, isRecord, objectKey, type ConvertResult } from '../convert.js';
 
 export const SERVICE_PROXY_NAME_LABEL = 'service.kubernetes.io/service-proxy-name';
 export const HEADLESS_LABEL = 'service.kubernetes.io/headless';
 
-/** Everything this source asks the API server for (the RBAC ClusterRole must allow it). */
+/**
+ * Everything kproxy asks the API server for: this source's informers and its event recorder
+ * (events.ts). The RBAC ClusterRole grants exactly this.
+ */
 export const KUBERNETES_SOURCE_ACCESS: readonly { readonly apiGroup: string; readonly resource: string; readonly verbs: readonly string[] }[] = [
   { apiGroup: '', resource: 'services', verbs: ['list', 'watch'] },
   { apiGroup: 'discovery.k8s.io', resource: 'endpointslices', verbs: ['list', 'watch'] },
   { apiGroup: '', resource: 'nodes', verbs: ['list', 'watch'] },
+  { apiGroup: 'events.k8s.io', resource: 'events', verbs: ['create'] },
 ];
 
 /** Stable problem codes of this source (conversion problems carry the converters' codes). */
@@ -65,6 +72,9 @@ export interface KubernetesSourceOptions {
   readonly retryMaxMs?: number;
   /** Timeout of a list request (default 60000 ms). */
   readonly listTimeoutMs?: number;
+  /** Event recorder retries (default 3 attempts, 1000 ms apart). */
+  readonly eventAttempts?: number;
+  readonly eventRetryMs?: number;
 }
 
 type Kind = 'Service' | 'EndpointSlice' | 'Node';
@@ -76,6 +86,17 @@ interface Resource {
   readonly resource: string;
   readonly path: string;
   readonly fieldSelector?: string;
+  readonly labelSelector?: string;
+}
+
+/**
+ * Upstream's informer label selector: no headless label and no service-proxy-name label
+ * (requirements in key order, as labels.Selector prints them). With a proxy name of our own,
+ * Services labelled with it are wanted too, which a selector cannot say alongside "unlabelled":
+ * then only the headless requirement goes to the server and the name is checked here.
+ */
+export function serviceLabelSelector(proxyName: string | undefined): string {
+  return proxyName === undefined || proxyName === '' ? `!${HEADLESS_LABEL},!${SERVICE_PROXY_NAME_LABEL}` : `!${HEADLESS_LABEL}`;
 }
 
 /** Per informer state. */
@@ -86,13 +107,6 @@ interface Informer {
   retryTimer: NodeJS.Timeout | undefined;
   retryDelayMs: number;
   lastError: string | undefined;
-}
-
-class HttpError extends Error {
-  constructor(readonly statusCode: number, message: string) {
-    super(message);
-    this.name = 'HttpError';
-  }
 }
 
 interface WatchOwner {
@@ -218,11 +232,18 @@ export class KubernetesSource implements Source {
   /** List requests in flight (aborted by close). */
   private readonly lists = new Set<AbortController>();
   private readonly watchOwner: WatchOwner;
+  /** Events about this node, through the same connection (usable once started). */
+  readonly recorder: ApiEventRecorder;
 
   constructor(private readonly opts: KubernetesSourceOptions) {
     this.retryBaseMs = opts.retryBaseMs ?? 1000;
     this.retryMaxMs = opts.retryMaxMs ?? 30000;
     this.listTimeoutMs = opts.listTimeoutMs ?? 60000;
+    this.recorder = new ApiEventRecorder({
+      kubeConfig: () => this.kc, nodeName: opts.nodeName, log: opts.log,
+      ...(opts.eventAttempts !== undefined ? { attempts: opts.eventAttempts } : {}),
+      ...(opts.eventRetryMs !== undefined ? { retryMs: opts.eventRetryMs } : {}),
+    });
     const self = this;
     this.watchOwner = {
       get closed(): boolean {
@@ -243,14 +264,15 @@ export class KubernetesSource implements Source {
     this.sink = sink;
     const kc = loadKubeConfig(this.opts);
     this.kc = kc;
+    const labelSelector = serviceLabelSelector(this.opts.proxyName);
     const resources: Resource[] = [
-      { kind: 'Service', apiVersion: 'v1', resource: 'services', path: '/api/v1/services' },
-      { kind: 'EndpointSlice', apiVersion: 'discovery.k8s.io/v1', resource: 'endpointslices', path: '/apis/discovery.k8s.io/v1/endpointslices' },
+      { kind: 'Service', apiVersion: 'v1', resource: 'services', path: '/api/v1/services', labelSelector },
+      { kind: 'EndpointSlice', apiVersion: 'discovery.k8s.io/v1', resource: 'endpointslices', path: '/apis/discovery.k8s.io/v1/endpointslices', labelSelector },
       { kind: 'Node', apiVersion: 'v1', resource: 'nodes', path: '/api/v1/nodes', fieldSelector: `metadata.name=${this.opts.nodeName}` },
     ];
     this.opts.log.info('Connecting to the API server', { server: kc.getCurrentCluster()?.server });
     for (const res of resources) {
-      const lw = new ListWatch<KubernetesObject>(res.path, new TrackedWatch(kc, this.watchOwner, () => this.onSuccess(inf)), () => this.list(inf), false, undefined, res.fieldSelector);
+      const lw = new ListWatch<KubernetesObject>(res.path, new TrackedWatch(kc, this.watchOwner, () => this.onSuccess(inf)), () => this.list(inf), false, res.labelSelector, res.fieldSelector);
       const inf: Informer = { res, lw, listed: false, retryTimer: undefined, retryDelayMs: this.retryBaseMs, lastError: undefined };
       lw.on('add', (o) => this.onObject(res, o));
       lw.on('update', (o) => this.onObject(res, o));
@@ -264,6 +286,7 @@ export class KubernetesSource implements Source {
   close(): Promise<void> {
     this.closing ??= (async () => {
       this.closed = true;
+      await this.recorder.close();
       for (const c of this.lists) c.abort();
       this.lists.clear();
       await Promise.all(this.informers.map(async (inf) => {
@@ -343,51 +366,18 @@ export class KubernetesSource implements Source {
   private async list(inf: Informer): Promise<KubernetesListObject<KubernetesObject>> {
     const kc = this.kc;
     if (kc === undefined || this.closed) throw new Error('the Kubernetes source is closed');
-    const server = kc.getCurrentCluster()?.server ?? '';
-    const url = new URL(server.replace(/\/+$/, '') + inf.res.path);
-    if (inf.res.fieldSelector !== undefined) url.searchParams.set('fieldSelector', inf.res.fieldSelector);
-    const options: RequestOptions = { method: 'GET', headers: {} };
-    await kc.applyToHTTPSOptions(options);
-    if (this.closed) throw new Error('the Kubernetes source is closed');
     const controller = new AbortController();
     this.lists.add(controller);
     let body: string;
     try {
-      body = await new Promise<string>((resolve, reject) => {
-        const req = (url.protocol === 'http:' ? httpRequest : httpsRequest)(url, {
-          ...options,
-          agent: false,
-          headers: { ...options.headers, Accept: 'application/json' },
-          signal: controller.signal,
-          timeout: this.listTimeoutMs,
-        }, (res) => {
-          const chunks: Buffer[] = [];
-          res.on('data', (c: Buffer) => chunks.push(c));
-          res.on('error', reject);
-          res.on('end', () => {
-            const text = Buffer.concat(chunks).toString('utf8');
-            const code = res.statusCode ?? 0;
-            if (code === 200) {
-              resolve(text);
-              return;
-            }
-            let detail = res.statusMessage ?? '';
-            try {
-              const status: unknown = JSON.parse(text);
-              if (isRecord(status) && typeof status.message === 'string') detail = status.message;
-            } catch {
-              // not a Status object
-            }
-            reject(new HttpError(code, detail));
-          });
-        });
-        req.on('timeout', () => req.destroy(new Error(`no answer within ${this.listTimeoutMs} ms`)));
-        req.on('error', reject);
-        req.end();
+      body = await apiRequest(kc, {
+        method: 'GET', path: inf.res.path, signal: controller.signal, timeoutMs: this.listTimeoutMs,
+        query: { fieldSelector: inf.res.fieldSelector, labelSelector: inf.res.labelSelector },
       });
     } finally {
       this.lists.delete(controller);
     }
+    if (this.closed) throw new Error('the Kubernetes source is closed');
     let parsed: unknown;
     try {
       parsed = JSON.parse(body);

@@ -10,7 +10,7 @@ import type { EndpointSliceObject, ServiceObject } from '../../../src/core/objec
 import { renderIptables } from '../../../src/backends/iptables/render.js';
 import { serializeFull } from '../../../src/backends/iptables/serialize.js';
 import { assertGolden } from '../../helpers/golden.js';
-import { ep, slice, svc } from '../../helpers/objects.js';
+import { ep, node, slice, svc } from '../../helpers/objects.js';
 import { NODE, OPTS, UPSTREAM_FAKE_OPTS, overall, port, snapshot, text } from './fixture.js';
 
 type Obj = ServiceObject | EndpointSliceObject;
@@ -279,4 +279,24 @@ test('serviceChains lists every per-service chain each port owns, and nothing el
   assert.equal(model.serviceChains.size, 6);
   assert.deepEqual(model.serviceChains.get(servicePortName(namespacedName('ns6', 'svc6'), 'p80'))?.nat, []);
   assert.deepEqual(model.serviceChains.get(servicePortName(namespacedName('ns5', 'svc5'), 'p80'))?.nat, ['KUBE-EXT-NUKIZ6OKUXPJNT4C', 'KUBE-FW-NUKIZ6OKUXPJNT4C', 'KUBE-SVC-NUKIZ6OKUXPJNT4C', 'KUBE-SEP-I77PXRDZVX7PMWMN']);
+});
+
+test('topology hints: Cluster traffic goes to endpoints hinted for this node\'s zone; eTP Local ignores hints', () => {
+  const objects = [
+    svc('ns1', 'svc1', { type: 'NodePort', externalTrafficPolicy: 'Local', clusterIP: '172.30.0.41', ports: [port('p80', 80, 'TCP', 3001)] }),
+    slice('ns1', 'svc1-1', 'svc1', [
+      ep('10.180.0.1', { zoneHints: ['zone-a'] }), ep('10.180.0.2', { zoneHints: ['zone-b'], nodeName: NODE }), ep('10.180.0.3', { zoneHints: ['zone-a'] }),
+    ], { portName: 'p80', port: 80 }),
+  ];
+  const out = text([node(NODE, { labels: { 'topology.kubernetes.io/zone': 'zone-a' } }), ...objects]);
+  assertGolden('iptables/topology.txt', out);
+  const svcChain = /^:(KUBE-SVC-\S+)/m.exec(out)?.[1] ?? '';
+  const jumps = (chain: string, o: string): number => o.split('\n').filter((l) => l.startsWith(`-A ${chain} `) && / -j KUBE-SEP-/.test(l)).length;
+  assert.equal(jumps(svcChain, out), 2, 'the cluster chain balances over the two zone-a endpoints');
+  const svlChain = /^:(KUBE-SVL-\S+)/m.exec(out)?.[1] ?? '';
+  assert.equal(jumps(svlChain, out), 1, 'the local chain keeps its zone-b local endpoint');
+  assert.match(out, /-A KUBE-SEP-\S+ .*10\.180\.0\.2:80/, 'the local zone-b endpoint still has its chain');
+  // Without the node's zone label (or in another zone), every endpoint serves Cluster traffic.
+  assert.equal(jumps(svcChain, text(objects)), 3);
+  assert.equal(jumps(svcChain, text([node(NODE, { labels: { 'topology.kubernetes.io/zone': 'zone-c' } }), ...objects])), 3);
 });

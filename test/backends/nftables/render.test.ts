@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { namespacedName, servicePortName } from '../../../src/core/ids.js';
 import { renderNftables } from '../../../src/backends/nftables/render.js';
 import { assertGolden } from '../../helpers/golden.js';
-import { ep, slice, svc } from '../../helpers/objects.js';
+import { ep, node, slice, svc } from '../../helpers/objects.js';
 import { NODE, OPTS, overall, port, snapshot, text, type Obj } from './fixture.js';
 
 const spn = (ns: string, name: string, p: string) => servicePortName(namespacedName(ns, name), p);
@@ -107,6 +107,17 @@ export const GOLDEN_CASES: readonly { readonly name: string; readonly text: () =
       svc('ns1', 'svc1', { type: 'NodePort', clusterIP: 'fd00:172:30::41', clusterIPs: ['fd00:172:30::41'], ports: [port('p80', 80, 'TCP', 3001)] }),
       { ...slice('ns1', 'svc1-1', 'svc1', [ep('fd00:10:180::1')], p80), addressType: 'IPv6' },
     ], { ...OPTS, family: 'IPv6', nodeIPs: ['fd00::2'], clusterCIDRs: ['fd00:10::/64'] }),
+  },
+  {
+    // Topology hints (upstream TestTopologyHints-style): this node is in zone-a; the Cluster
+    // endpoints are those hinted for zone-a, the eTP Local endpoints ignore hints.
+    name: 'topology', text: () => text([
+      node(NODE, { labels: { 'topology.kubernetes.io/zone': 'zone-a' } }),
+      svc('ns1', 'svc1', { type: 'NodePort', externalTrafficPolicy: 'Local', clusterIP: '172.30.0.41', ports: [port('p80', 80, 'TCP', 3001)] }),
+      slice('ns1', 'svc1-1', 'svc1', [
+        ep('10.180.0.1', { zoneHints: ['zone-a'] }), ep('10.180.0.2', { zoneHints: ['zone-b'], nodeName: NODE }), ep('10.180.0.3', { zoneHints: ['zone-a'] }),
+      ], p80),
+    ]),
   },
 ];
 

@@ -83,8 +83,16 @@ async function setup(opts: { prepare?: (s: TestApiServer) => void; gone?: 'event
   const source = new KubernetesSource({
     kubeconfig, nodeName: 'n1', onProblem: (p) => problems.push(p), log, retryBaseMs: 50, retryMaxMs: 200, ...opts.source,
   });
-  await source.start((e) => events.push(e));
-  if (opts.waitSynced ?? true) await waitFor('synced', () => events.some((e) => e.kind === 'synced'));
+  try {
+    await source.start((e) => events.push(e));
+    // Generous: this machine may be loaded; what a test measures it measures after this.
+    if (opts.waitSynced ?? true) await waitFor('synced', () => events.some((e) => e.kind === 'synced'), 10_000);
+  } catch (err) {
+    // Leave nothing open behind a failed setup (an open server would keep the test file alive).
+    await source.close();
+    await server.close();
+    throw err;
+  }
   return {
     server, source, events, problems, log, kubeconfig,
     names: () => events.map(describe),
@@ -240,6 +248,42 @@ test('headless, ExternalName, other-proxy and headless-labelled services and non
     h.server.apply(rawSvc('default', 'headless2', { clusterIP: 'None' }));
     await new Promise((r) => setTimeout(r, 200));
     assert.deepEqual(h.names(), ['delete Service default/web', 'add Service default/web']);
+  } finally {
+    await h.close();
+  }
+});
+
+test('the API server filters by label, as upstream\'s informers ask it to: labelled objects are never sent', async () => {
+  const h = await setup({
+    prepare: (s) => {
+      s.apply(rawSvc('default', 'web'));
+      s.apply(rawSlice('default', 'web-1', 'web', ['198.18.1.10']));
+      s.apply(rawSvc('default', 'other', { clusterIP: '198.18.100.6', labels: { 'service.kubernetes.io/service-proxy-name': 'other-proxy' } }));
+      s.apply(rawSlice('default', 'other-1', 'other', ['198.18.1.21'], { labels: { 'service.kubernetes.io/service-proxy-name': 'other-proxy' } }));
+      s.apply(rawSvc('default', 'hl', { clusterIP: '198.18.100.7', labels: { 'service.kubernetes.io/headless': '' } }));
+      s.apply(rawSlice('default', 'hl-1', 'hl', ['198.18.1.22'], { labels: { 'service.kubernetes.io/headless': '' } }));
+    },
+  });
+  try {
+    const want = '!service.kubernetes.io/headless,!service.kubernetes.io/service-proxy-name';
+    for (const path of ['/api/v1/services', '/apis/discovery.k8s.io/v1/endpointslices']) {
+      const reqs = h.server.requests.filter((r) => r.startsWith(`GET ${path}?`) || r === `GET ${path}`);
+      assert.ok(reqs.length > 0, `requests to ${path}`);
+      for (const r of reqs) assert.equal(new URL(r.slice(4), 'https://x').searchParams.get('labelSelector'), want, `${r} carries the label selector`);
+    }
+    await waitFor('watches', () => h.server.watchCount() === 3);
+    // Gaining the label: the server turns the update into DELETED, the source into a delete.
+    h.server.apply(rawSlice('default', 'web-1', 'web', ['198.18.1.10'], { labels: { 'service.kubernetes.io/headless': '' } }));
+    await waitFor('delete of the slice', () => h.names().includes('delete EndpointSlice default/web-1'));
+    // Losing it again: ADDED.
+    h.server.apply(rawSlice('default', 'web-1', 'web', ['198.18.1.11']));
+    await waitFor('add of the slice', () => h.names().filter((n) => n === 'add EndpointSlice default/web-1').length === 2);
+    h.server.apply(rawSvc('default', 'other', { clusterIP: '198.18.100.6', port: 81, labels: { 'service.kubernetes.io/service-proxy-name': 'other-proxy' } }));
+    h.server.apply(rawSvc('default', 'web', { port: 82 }));
+    await waitFor('web update', () => h.names().includes('update Service default/web'));
+    const labelled = h.server.sent.filter((x) => /\/(other|hl)(-1)?$/.test(x));
+    assert.deepEqual(labelled, [], 'objects with the proxy-name or headless label never left the server');
+    assert.ok(h.server.sent.includes('Service default/web'));
   } finally {
     await h.close();
   }
@@ -421,7 +465,7 @@ test('close() is idempotent, stops events, and leaves no handles (the process ex
     const timer = setTimeout(() => {
       child.kill('SIGKILL');
       resolve('timeout');
-    }, 8000);
+    }, 30_000);
     child.on('exit', (c) => {
       clearTimeout(timer);
       resolve(c ?? -1);
@@ -432,9 +476,76 @@ test('close() is idempotent, stops events, and leaves no handles (the process ex
   assert.match(out, /synced 6\nclosed/);
 });
 
-test('KUBERNETES_SOURCE_ACCESS lists list+watch on services, endpointslices and nodes', () => {
-  assert.deepEqual(KUBERNETES_SOURCE_ACCESS.map((a) => `${a.apiGroup}/${a.resource}:${a.verbs.join(',')}`).sort(), [
-    '/nodes:list,watch', '/services:list,watch', 'discovery.k8s.io/endpointslices:list,watch',
-  ]);
-  assert.ok(fileURLToPath(import.meta.url).length > 0);
+/** The RBAC (apiGroup/resource:verb) a request to the test API server needs. */
+function accessOf(request: string): string {
+  const [method = '', target = ''] = request.split(' ');
+  const url = new URL(target, 'https://x');
+  const m = /^\/(?:api\/v1|apis\/([^/]+)\/v1)(?:\/namespaces\/[^/]+)?\/([^/]+)$/.exec(url.pathname);
+  assert.ok(m, `a collection path: ${request}`);
+  const verb = method === 'POST' ? 'create' : url.searchParams.get('watch') === 'true' ? 'watch' : 'list';
+  return `${m[1] ?? ''}/${m[2] ?? ''}:${verb}`;
+}
+
+test('KUBERNETES_SOURCE_ACCESS is exactly what the source and its event recorder ask the API server for', async () => {
+  const h = await setup({ prepare: seed });
+  try {
+    await waitFor('watches', () => h.server.watchCount() === 3);
+    h.source.recorder.eventf('Normal', 'Starting', 'StartKubeProxy', '');
+    await h.source.recorder.flush();
+    const used = new Set(h.server.requests.map(accessOf));
+    const declared = new Set(KUBERNETES_SOURCE_ACCESS.flatMap((a) => a.verbs.map((v) => `${a.apiGroup}/${a.resource}:${v}`)));
+    assert.deepEqual([...used].sort(), [...declared].sort());
+  } finally {
+    await h.close();
+  }
+});
+
+test('events: "Starting" regarding this Node, as upstream\'s birth cry, in events.k8s.io/v1', async () => {
+  const h = await setup({ prepare: seed });
+  try {
+    const t0 = Date.now();
+    h.source.recorder.eventf('Normal', 'Starting', 'StartKubeProxy', '');
+    h.source.recorder.eventf('Warning', 'FailedToSetConntrack', 'StartKubeProxy', 'x'.repeat(2000));
+    await h.source.recorder.flush();
+    assert.equal(h.server.events.length, 2);
+    const [first, second] = h.server.events;
+    assert.equal(first?.apiVersion, 'events.k8s.io/v1');
+    assert.equal(first?.namespace, 'default');
+    const b = first?.body ?? {};
+    assert.equal(b.reason, 'Starting');
+    assert.equal(b.action, 'StartKubeProxy');
+    assert.equal(b.type, 'Normal');
+    assert.equal(b.note, undefined);
+    assert.equal(b.reportingController, 'kproxy');
+    assert.match(String(b.reportingInstance), /^kproxy-/);
+    assert.deepEqual(b.regarding, { kind: 'Node', name: 'n1', uid: 'n1' });
+    assert.match(String(b.eventTime), /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$/);
+    assert.ok(Math.abs(Date.parse(String(b.eventTime)) - t0) < 5000);
+    const name1 = String((b.metadata as Obj).name);
+    const name2 = String((second?.body.metadata as Obj).name);
+    assert.match(name1, /^n1\.[0-9a-f]+$/);
+    assert.notEqual(name1, name2, 'event names are unique');
+    assert.equal(second?.body.type, 'Warning');
+    assert.equal(String(second?.body.note).length, 1024, 'the note is cut to the API\'s 1 kB');
+  } finally {
+    await h.close();
+  }
+});
+
+test('events: a refused event is retried, then logged; it never stops the source', async () => {
+  const h = await setup({ prepare: seed, source: { eventAttempts: 3, eventRetryMs: 20 } });
+  try {
+    h.server.token = 'rotated';
+    const before = h.server.unauthorized;
+    h.source.recorder.eventf('Normal', 'Starting', 'StartKubeProxy', '');
+    await h.source.recorder.flush();
+    const posts = h.server.requests.filter((r) => r.startsWith('POST '));
+    assert.equal(posts.length, 3, 'three attempts');
+    assert.ok(h.server.unauthorized - before >= 3);
+    assert.equal(h.server.events.length, 0);
+    assert.ok(h.log.lines.some((l) => /could not record an event/.test(l) && /Starting/.test(l) && /401|Unauthorized/.test(l)), h.log.lines.join('\n'));
+    assert.ok(h.source.isSynced);
+  } finally {
+    await h.close();
+  }
 });
