@@ -49,7 +49,8 @@ export const JOB_TAG = 'kproxyjob';
 
 /**
  * PID 1 of the guest (busybox sh). It mounts the host root read-only (9p) under a tmpfs
- * overlay at /newroot, gives it fresh /proc /sys /dev /tmp /run, the job share at
+ * overlay at /newroot, gives it fresh /proc /sys /dev /run (not /tmp: a checkout under /tmp
+ * must stay visible; writes there land in the overlay anyway), the job share at
  * /run/kproxy-vm and the kernel's modules at /lib/modules/<release>, loads the modules the
  * job asks for (vm.env: MODULES), and runs /run/kproxy-vm/job.sh chrooted in /newroot with
  * its output in the share. Then it powers off, so qemu ends by itself.
@@ -76,7 +77,6 @@ $B mount -t devtmpfs dev $R/dev
 $B mkdir -p $R/dev/pts $R/dev/shm
 $B mount -t devpts devpts $R/dev/pts
 $B mount -t tmpfs shm $R/dev/shm
-$B mount -t tmpfs -o mode=1777 tmp $R/tmp
 $B mount -t tmpfs -o mode=755 run $R/run
 $B mkdir -p $R/run/netns $R/run/kproxy-vm $R/lib/modules/$KVER
 $B mount --bind /job $R/run/kproxy-vm

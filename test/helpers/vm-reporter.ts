@@ -13,6 +13,8 @@ export interface GuestTestResult {
   readonly skip: boolean;
   readonly durationMs: number;
   readonly error?: string;
+  /** The test's t.diagnostic() lines. */
+  readonly diagnostics?: readonly string[];
 }
 
 interface TestEventData {
@@ -22,6 +24,7 @@ interface TestEventData {
   skip?: boolean | string;
   todo?: boolean | string;
   details?: { duration_ms?: number; error?: unknown };
+  message?: string;
 }
 
 function describe(err: unknown): string {
@@ -35,8 +38,22 @@ function describe(err: unknown): string {
 export default async function* vmReporter(source: AsyncIterable<{ type: string; data: TestEventData }>): AsyncGenerator<string> {
   // Names of the tests started and not yet finished, by file: the path of a nested test.
   const stacks = new Map<string, string[]>();
+  // The last finished test is held back: its t.diagnostic() lines follow its result event.
+  let held: { file: string; nesting: number; result: GuestTestResult & { diagnostics: string[] } } | undefined;
+  const flush = (): string => {
+    if (!held) return '';
+    const { diagnostics, ...rest } = held.result;
+    held = undefined;
+    return `${JSON.stringify(diagnostics.length > 0 ? { ...rest, diagnostics } : rest)}\n`;
+  };
   for await (const ev of source) {
     const file = ev.data?.file ?? '';
+    if (ev.type === 'test:diagnostic' && held && held.file === file && held.nesting === ev.data.nesting) {
+      held.result.diagnostics.push(String(ev.data.message ?? ''));
+      continue;
+    }
+    const out = flush();
+    if (out) yield out;
     const stack = stacks.get(file) ?? [];
     stacks.set(file, stack);
     if (ev.type === 'test:start') {
@@ -44,16 +61,22 @@ export default async function* vmReporter(source: AsyncIterable<{ type: string; 
       stack.push(ev.data.name);
     } else if (ev.type === 'test:pass' || ev.type === 'test:fail') {
       stack.length = ev.data.nesting;
-      const result: GuestTestResult = {
-        path: [basename(file), ...stack, ev.data.name],
-        ok: ev.type === 'test:pass',
-        skip: Boolean(ev.data.skip) || Boolean(ev.data.todo),
-        durationMs: Math.round((ev.data.details?.duration_ms ?? 0) * 10) / 10,
-        ...(ev.type === 'test:fail' ? { error: describe(ev.data.details?.error) } : {}),
+      held = {
+        file,
+        nesting: ev.data.nesting,
+        result: {
+          path: [basename(file), ...stack, ev.data.name],
+          ok: ev.type === 'test:pass',
+          skip: Boolean(ev.data.skip) || Boolean(ev.data.todo),
+          durationMs: Math.round((ev.data.details?.duration_ms ?? 0) * 10) / 10,
+          ...(ev.type === 'test:fail' ? { error: describe(ev.data.details?.error) } : {}),
+          diagnostics: [],
+        },
       };
-      yield `${JSON.stringify(result)}\n`;
     }
   }
+  const out = flush();
+  if (out) yield out;
 }
 
 /** Parses the reporter's output; lines that are not results are ignored. */

@@ -11,9 +11,10 @@
  *
  *   const r = await runInVm({ command: ['node', '--test', 'dist/x.guest.js'], timeoutMs: 300_000 });
  *
- * qemu is started by this process and always killed by its pid on timeout (and at exit).
+ * qemu is started by this process and always killed by its pid on timeout (and at exit; with
+ * util-linux's setpriv it also dies with this process if that is killed).
  */
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -50,7 +51,7 @@ export const VM_TOOLS: readonly string[] = ['qemu-system-x86_64', 'apt-get', 'ap
 export interface RunInVmOptions {
   /** argv of the command, run in the guest with cwd = `cwd` (default: this checkout). */
   readonly command: readonly string[];
-  /** Extra environment (PATH, HOME, LANG, CI and KPROXY_IN_VM=1 are set already). */
+  /** Extra environment (PATH as the host's, HOME, LANG, CI and KPROXY_IN_VM=1 are set already). */
   readonly env?: Readonly<Record<string, string>>;
   readonly cwd?: string;
   /** qemu is killed (by pid) after this long; default 10 minutes. */
@@ -125,6 +126,12 @@ function track(pid: number): void {
   });
 }
 
+let setprivKnown: boolean | undefined;
+function hasSetpriv(): boolean {
+  setprivKnown ??= spawnSync('setpriv', ['--help'], { encoding: 'utf8' }).stdout?.includes('--pdeathsig') === true;
+  return setprivKnown;
+}
+
 const readOr = (path: string, fallback: string): string => {
   try {
     return readFileSync(path, 'utf8');
@@ -144,7 +151,8 @@ export async function runInVm(options: RunInVmOptions): Promise<VmResult> {
   const jobDir = mkdtempSync(join(tmpdir(), 'kproxy-vm-job-'));
   try {
     const env: Record<string, string> = {
-      PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
+      // The host's PATH (node may live outside /usr/bin, e.g. in CI), with the sbin directories.
+      PATH: [...new Set([...(process.env['PATH'] ?? '').split(':'), '/usr/local/sbin', '/usr/local/bin', '/usr/sbin', '/usr/bin', '/sbin', '/bin'].filter((p) => p.startsWith('/')))].join(':'),
       HOME: '/root',
       LANG: 'C.UTF-8',
       KPROXY_IN_VM: '1',
@@ -157,7 +165,12 @@ export async function runInVm(options: RunInVmOptions): Promise<VmResult> {
     writeFileSync(join(jobDir, 'vm.env'), `KVER=${quote(image.version)}\nMODDIR=${quote(image.modulesDir)}\nMODULES=${quote(modules.join(' '))}\n`);
 
     const t0 = Date.now();
-    const qemu = spawn('qemu-system-x86_64', qemuArgs(image, jobDir, options), { stdio: ['ignore', 'pipe', 'pipe'] });
+    // setpriv --pdeathsig: qemu dies with this process even when it is killed outright (the
+    // test runner cancelling a file), where no exit hook of ours runs.
+    const args = qemuArgs(image, jobDir, options);
+    const qemu = hasSetpriv()
+      ? spawn('setpriv', ['--pdeathsig', 'KILL', '--', 'qemu-system-x86_64', ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
+      : spawn('qemu-system-x86_64', args, { stdio: ['ignore', 'pipe', 'pipe'] });
     let console = '';
     const append = (b: Buffer): void => {
       console += b.toString();

@@ -57,3 +57,28 @@ export class FakeClock {
 export const SEC = 1000;
 export const MIN = 60 * SEC;
 export const HOUR = 60 * MIN;
+
+/**
+ * One scripted series of connections on which two implementations of a scheduler must make the
+ * same choices: `open` a connection from client number `from` to destination number `to`, or
+ * `close` the connection opened at step-index `close` (counting opens only). Clients 1..8
+ * vary the source address (sh, mh); destinations 0..3 vary the address the packet was sent to
+ * (dh, lblc, lblcr); held and closed connections move the counters (lc, wlc, sed, nq, lblc*).
+ * Used by the userspace proxy test (test/backends/userspace/schedulers.test.ts, one virtual
+ * address: `to` is not used there) and by the real-IPVS test in the VM
+ * (test/vm/schedulers.guest.ts, a firewall-mark virtual service over four addresses).
+ */
+export type SchedStep = { readonly open: number; readonly to: number } | { readonly close: number };
+export const SCHED_SCRIPT: readonly SchedStep[] = [
+  { open: 1, to: 0 }, { open: 2, to: 1 }, { open: 3, to: 2 }, { close: 1 },
+  { open: 1, to: 3 }, { open: 4, to: 0 }, { close: 0 }, { close: 2 },
+  { open: 5, to: 1 }, { open: 2, to: 1 }, { open: 6, to: 2 }, { close: 3 },
+  { open: 7, to: 3 }, { open: 1, to: 0 }, { open: 8, to: 2 }, { open: 3, to: 1 },
+  // Drain most servers, then crowd one destination address: lblc moves its cached server once
+  // that server is overloaded, lblcr grows the address's server set; then free the first.
+  { close: 5 }, { close: 6 }, { close: 7 }, { close: 8 }, { close: 10 }, { close: 11 },
+  { open: 2, to: 0 }, { open: 4, to: 0 }, { open: 6, to: 0 }, { open: 8, to: 0 }, { open: 5, to: 0 }, { open: 7, to: 0 },
+  { close: 4 }, { close: 9 }, { close: 12 }, { close: 13 }, { open: 3, to: 0 }, { open: 6, to: 0 },
+];
+/** Weights of the three real servers the script runs against, in the service's list order. */
+export const SCHED_WEIGHTS: readonly number[] = [3, 1, 2];

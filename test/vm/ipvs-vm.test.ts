@@ -38,7 +38,7 @@ test('guest tests on a real IPVS kernel (qemu, Debian kernel)', { timeout: 20 * 
   const env: Record<string, string> = Object.assign({}, ...GUEST_EXTRA.map((x) => x.env ?? {}));
   const r = await runInVm({
     command: [
-      'node', '--test', '--test-concurrency=1', '--test-timeout=600000',
+      process.execPath, '--test', '--test-concurrency=1', '--test-timeout=600000',
       '--test-reporter=./dist/test/helpers/vm-reporter.js', '--test-reporter-destination=stdout',
       '--test-reporter=spec', '--test-reporter-destination=stderr',
       ...files,
@@ -54,6 +54,7 @@ test('guest tests on a real IPVS kernel (qemu, Debian kernel)', { timeout: 20 * 
     await t.test(res.path.join(' › '), (st) => {
       if (res.skip) return st.skip('skipped in the guest');
       st.diagnostic(`${res.durationMs} ms in the guest`);
+      for (const d of res.diagnostics ?? []) st.diagnostic(d);
       if (!res.ok) assert.fail(`guest test failed:\n${res.error ?? '(no error text)'}`);
     });
   }

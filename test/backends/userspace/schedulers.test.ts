@@ -13,19 +13,14 @@ import type { SchedDest } from '../../../src/scheduling/scheduler.js';
 import { ep, slice, svc } from '../../helpers/objects.js';
 import { connect, tcpPod, waitFor, type Conn, type TcpPod } from '../../helpers/net.js';
 import { harness } from '../../helpers/userspace.js';
+import { SCHED_SCRIPT, SCHED_WEIGHTS } from '../../scheduling/fixtures.js';
 
 const VIP = '127.0.30.1';
 const PODS = ['127.0.31.1', '127.0.31.2', '127.0.31.3'];
-const WEIGHTS = [3, 1, 2];
-
-type Step = { open: string } | { close: number };
-/** Opens (from a client address) and closes (by index of the open) connections. */
-const SCRIPT: Step[] = [
-  { open: '127.0.32.1' }, { open: '127.0.32.2' }, { open: '127.0.32.3' }, { close: 0 },
-  { open: '127.0.32.1' }, { open: '127.0.32.4' }, { close: 1 }, { close: 2 },
-  { open: '127.0.32.5' }, { open: '127.0.32.2' }, { open: '127.0.32.6' }, { close: 3 },
-  { open: '127.0.32.7' }, { open: '127.0.32.1' }, { open: '127.0.32.8' }, { open: '127.0.32.3' },
-];
+const WEIGHTS = SCHED_WEIGHTS;
+/** The shared script; client number N connects from 127.0.32.N. */
+const SCRIPT = SCHED_SCRIPT;
+const clientIP = (n: number): string => `127.0.32.${n}`;
 
 /** The kernel algorithm on its own, fed the same sequence. */
 function model(name: SchedulerName, port: number): string[] {
@@ -36,7 +31,7 @@ function model(name: SchedulerName, port: number): string[] {
   const chosen: string[] = [];
   for (const step of SCRIPT) {
     if ('open' in step) {
-      const d = sched.schedule(dests, { clientIP: step.open, clientPort: 40000, vip: VIP, vport: 80, protocol: 'TCP' });
+      const d = sched.schedule(dests, { clientIP: clientIP(step.open), clientPort: 40000, vip: VIP, vport: 80, protocol: 'TCP' });
       const dest = dests.find((x) => x.key === d?.key);
       assert.ok(dest, `${name}: model chose nothing`);
       dest.activeConns++;
@@ -68,7 +63,7 @@ for (const name of SCHEDULER_NAMES) {
       const got: string[] = [];
       for (const step of SCRIPT) {
         if ('open' in step) {
-          const c = await connect(VIP, 80, step.open);
+          const c = await connect(VIP, 80, clientIP(step.open));
           conns.push(c);
           got.push(PODS[Number(c.name.slice(1)) - 1] ?? '?');
         } else {
