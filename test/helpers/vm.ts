@@ -39,7 +39,7 @@ export const GUEST_MODULES: readonly string[] = [
   'ip_tables', 'iptable_nat', 'iptable_filter', 'iptable_mangle', 'iptable_raw',
   'ip6_tables', 'ip6table_nat', 'ip6table_filter', 'ip6table_mangle',
   'xt_statistic', 'xt_recent', 'xt_comment', 'xt_mark', 'xt_conntrack', 'xt_addrtype', 'xt_MASQUERADE', 'xt_nat',
-  'xt_set', 'xt_multiport', 'xt_tcpudp', 'xt_physdev', 'xt_REDIRECT', 'xt_NFLOG',
+  'xt_set', 'xt_multiport', 'xt_tcpudp', 'xt_physdev', 'xt_REDIRECT', 'xt_NFLOG', 'nf_reject_ipv4', 'ipt_REJECT', 'xt_ipvs',
   'ip_set', 'ip_set_hash_ip', 'ip_set_hash_ipport', 'ip_set_hash_ipportip', 'ip_set_hash_ipportnet', 'ip_set_hash_net',
   'ip_set_bitmap_port',
   'veth', 'bridge', 'br_netfilter', 'dummy', 'overlay',

@@ -23,7 +23,9 @@ const DIST = join(REPO_ROOT, 'dist');
  * they get there. E.g. the kernel scenario table in IPVS mode:
  *   { file: 'test/netns/kernel-modes.test.js', env: { KPROXY_KERNEL_MODES: 'ipvs' } }
  */
-const GUEST_EXTRA: readonly { file: string; env?: Record<string, string> }[] = [];
+const GUEST_EXTRA: readonly { file: string; env?: Record<string, string> }[] = [
+  { file: 'test/netns/kernel-modes.test.js', env: { KPROXY_KERNEL_MODES: 'ipvs' } },
+];
 
 /** Every compiled guest test file, then GUEST_EXTRA, as paths relative to the checkout. */
 function guestFiles(): string[] {
