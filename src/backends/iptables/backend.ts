@@ -16,7 +16,7 @@ import { committedBefore, RestoreError, type Iptables } from '../../platform/ipt
 import type { Backend } from '../backend.js';
 import type { IptablesModel, IptablesRenderOptions, TableName } from './model.js';
 import { isServiceChainName } from './names.js';
-import { CANARY_CHAIN, CANARY_TABLES, JUMP_RULES, TOP_LEVEL_CHAINS, jumpRulesFor, renderIptables, type JumpRule } from './render.js';
+import { CANARY_CHAIN, CANARY_TABLES, IptablesRenderer, JUMP_RULES, TOP_LEVEL_CHAINS, jumpRulesFor, renderIptables, type JumpRule } from './render.js';
 import { serializeFull, serializePartial } from './serialize.js';
 
 export interface IptablesBackendOptions {
@@ -36,9 +36,12 @@ export class IptablesBackend implements Backend {
   private applied: IptablesModel | undefined;
   private synced = false;
   private readonly conntrack: UdpConntrackCleaner;
+  /** Re-renders only the service ports that changed since the previous sync's snapshot. */
+  private readonly renderer: IptablesRenderer;
 
   constructor(private readonly opts: IptablesBackendOptions) {
     this.conntrack = new UdpConntrackCleaner(opts.conntrack, opts.log, opts.metrics);
+    this.renderer = new IptablesRenderer(opts.render);
   }
 
   /** The exact restore input a full sync of this snapshot writes (for --dry-run). */
@@ -47,7 +50,7 @@ export class IptablesBackend implements Backend {
   }
 
   async sync(snap: Snapshot): Promise<void> {
-    const model = renderIptables(snap, this.opts.render);
+    const model = this.renderer.render(snap);
     const firstSync = !this.synced;
     let full = snap.full || this.applied === undefined;
     if (!full && !(await this.intact(this.applied ?? model))) {

@@ -16,7 +16,7 @@ import type { Backend } from '../backend.js';
 import { UdpConntrackCleaner } from '../conntrack-cleanup.js';
 import type { NftablesModel, NftablesRenderOptions } from './model.js';
 import { TABLE } from './names.js';
-import { renderNftables } from './render.js';
+import { NftablesRenderer, renderNftables } from './render.js';
 import { serializeCleanup, serializeDeleteChains, serializeFull, serializePartial, stillStale } from './serialize.js';
 
 export interface NftablesBackendOptions {
@@ -39,9 +39,12 @@ export class NftablesBackend implements Backend {
   private readonly pendingStale = new Map<string, number>();
   private readonly conntrack: UdpConntrackCleaner;
   private readonly family: 'ip' | 'ip6';
+  /** Re-renders only the service ports that changed since the previous sync's snapshot. */
+  private readonly renderer: NftablesRenderer;
 
   constructor(private readonly opts: NftablesBackendOptions) {
     this.conntrack = new UdpConntrackCleaner(opts.conntrack, opts.log, opts.metrics);
+    this.renderer = new NftablesRenderer(opts.render);
     this.family = opts.render.family === 'IPv6' ? 'ip6' : 'ip';
   }
 
@@ -78,7 +81,7 @@ export class NftablesBackend implements Backend {
   }
 
   async sync(snap: Snapshot): Promise<void> {
-    const model = renderNftables(snap, this.opts.render);
+    const model = this.renderer.render(snap);
     const firstSync = !this.synced;
     let full = snap.full || this.applied === undefined;
     if (!full && !(await this.intact())) {
