@@ -88,3 +88,37 @@ test('a failed transaction is counted and thrown, and the next sync is full; a m
   missing.builder.handle({ kind: 'Service', type: 'add', object: svc('ns1', 'web') });
   await assert.rejects(missing.backend.sync(missing.builder.next()), /needs the nft tool \(Debian package nftables\)/);
 });
+
+test('a partial sync lists nothing first, and rewrites the fixed chains (repairing an outside flush of them)', async () => {
+  const { fake, backend, builder } = setup();
+  builder.handle({ kind: 'Service', type: 'add', object: svc('ns1', 'web') });
+  const w = slice('ns1', 'w', 'web', [ep('198.18.10.2'), ep('198.18.10.3')]);
+  builder.handle({ kind: 'EndpointSlice', type: 'add', object: w });
+  await backend.sync(builder.next());
+  fake.calls.length = 0;
+  builder.handle({ kind: 'EndpointSlice', type: 'update', previous: w, object: slice('ns1', 'w', 'web', [ep('198.18.10.2')]) });
+  await backend.sync(builder.next());
+  assert.deepEqual(fake.calls.filter((c) => c.cmd === 'nft').map((c) => c.args.join(' ')), ['-f -'], 'one transaction, no listing');
+  const [tx] = txs(fake.calls);
+  assert.match(tx ?? '', /^flush chain ip kube-proxy nat-prerouting$/m);
+  assert.match(tx ?? '', /^add rule ip kube-proxy nat-prerouting jump services$/m);
+  assert.match(tx ?? '', /^add rule ip kube-proxy nat-postrouting jump masquerading$/m);
+});
+
+test('a failed partial transaction is followed at once by a full sync in the same call', async () => {
+  const { fake, backend, builder, metrics } = setup();
+  builder.handle({ kind: 'Service', type: 'add', object: svc('ns1', 'web') });
+  await backend.sync(builder.next());
+  let fail = true;
+  fake.respond((c) => c.cmd === 'nft' && c.args[0] === '-f' && fail && !(c.input ?? '').includes('\nflush map '), { code: 1, stderr: '/dev/stdin:2:1-20: Error: No such file or directory\n' });
+  builder.handle({ kind: 'EndpointSlice', type: 'add', object: slice('ns1', 'w', 'web', [ep('198.18.10.2')]) });
+  fake.calls.length = 0;
+  await backend.sync(builder.next());
+  fail = false;
+  const sent = txs(fake.calls);
+  assert.equal(sent.length, 2, 'the partial, then the full');
+  assert.doesNotMatch(sent[0] ?? '', /flush map/, 'first the partial');
+  assert.match(sent[1] ?? '', /flush map ip kube-proxy service-ips/, 'then a full sync');
+  assert.ok(fake.calls.some((c) => c.cmd === 'nft' && c.args[0] === 'list' && c.args[1] === 'table'), 'the full sync reads what exists');
+  assert.match(await metrics.text(), /kubeproxy_sync_proxy_rules_nftables_sync_failures_total 1/);
+});
