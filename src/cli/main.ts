@@ -21,7 +21,7 @@ import { localAddresses } from '../platform/addresses.js';
 import { realClock } from '../platform/clock.js';
 import { Conntrack } from '../platform/conntrack.js';
 import { realExec, type Exec } from '../platform/exec.js';
-import { Iptables } from '../platform/iptables.js';
+import { Iptables, detectIptablesBackend } from '../platform/iptables.js';
 import { traceCommand } from '../netfilter/trace-cli.js';
 import { ManifestSource } from '../sources/files/source.js';
 import { KubernetesSource } from '../sources/kubernetes/source.js';
@@ -48,7 +48,7 @@ function kernelRenderOptions(config: ProxyConfig): KernelRenderOptions {
   };
 }
 
-function createBackend(config: ProxyConfig, log: Logger, metrics: ProxyMetrics, exec: Exec): Backend {
+function createBackend(config: ProxyConfig, log: Logger, metrics: ProxyMetrics, exec: Exec, iptablesBinary?: string): Backend {
   switch (config.mode) {
     case 'userspace':
       return new UserspaceBackend({
@@ -63,7 +63,7 @@ function createBackend(config: ProxyConfig, log: Logger, metrics: ProxyMetrics, 
       });
     case 'iptables':
       return new IptablesBackend({
-        iptables: new Iptables({ exec }),
+        iptables: new Iptables(iptablesBinary === undefined ? { exec } : { exec, binary: iptablesBinary }),
         conntrack: new Conntrack(exec),
         log, metrics,
         render: { ...kernelRenderOptions(config), localhostNodePorts: false },
@@ -99,7 +99,13 @@ export async function start(config: ProxyConfig, options: { log?: Logger; exec?:
   const exec = options.exec ?? realExec;
   const metrics = new ProxyMetrics({ processMetrics: true });
   const health = new ProxierHealth(realClock, 2 * config.syncPeriodMs);
-  const backend = createBackend(config, log, metrics, exec);
+  let iptablesBinary: string | undefined;
+  if (config.mode === 'iptables') {
+    const choice = await detectIptablesBackend(exec);
+    iptablesBinary = choice.binary;
+    log.info('iptables backend chosen', { binary: choice.binary, reason: choice.reason });
+  }
+  const backend = createBackend(config, log, metrics, exec, iptablesBinary);
   const source = createSource(config, log, metrics);
   const proxier = new Proxier({
     backend, nodeName: config.hostnameOverride, clock: realClock, sources: [source.name],
