@@ -53,14 +53,20 @@ export class IptablesBackend implements Backend {
     const model = this.renderer.render(snap);
     const firstSync = !this.synced;
     let full = snap.full || this.applied === undefined;
-    if (!full && !(await this.intact(this.applied ?? model))) {
+    // A sync for a change checks only the mangle canary (upstream's flush monitor; mangle is small,
+    // where every check in nat or filter makes the tool load the whole table); a periodic sync
+    // with nothing changed also checks every jump from the built-in chains.
+    if (!full && !(await this.intact(this.applied ?? model, snap.changed.size > 0))) {
       this.opts.log.warn('kproxy rules were flushed or deleted by someone else; resyncing everything');
       full = true;
     }
     let text: string;
+    let dumps: Map<TableName, string> | undefined;
     if (full) {
-      await this.ensureCanaries();
-      text = serializeFull(model, await this.staleChains(model));
+      dumps = new Map<TableName, string>();
+      for (const table of ['filter', 'nat'] as const) dumps.set(table, await this.opts.iptables.save(table));
+      await this.ensureCanaries(dumps);
+      text = serializeFull(model, staleChains(model, dumps));
     } else {
       text = serializePartial(model, { changed: snap.changed, previous: this.applied ?? model });
     }
@@ -73,7 +79,7 @@ export class IptablesBackend implements Backend {
       this.applied = undefined; // force a full sync next
       throw err;
     }
-    if (full) await this.ensureJumps(jumpRulesFor(model));
+    if (dumps !== undefined) await this.ensureJumps(jumpRulesFor(model), dumps);
     for (const [spn, reason] of model.skipped) {
       if (full || snap.changed.has(spn)) this.opts.log.error('service port skipped: not programmed', { servicePort: spn, reason });
     }
@@ -109,8 +115,9 @@ export class IptablesBackend implements Backend {
     }
   }
 
-  /** The jumps from built-in chains and the canary chains are still there (no external flush). */
-  private async intact(model: IptablesModel): Promise<boolean> {
+  /** The canary chains (and, unless canaryOnly, the jumps from built-in chains) are still there. */
+  private async intact(model: IptablesModel, canaryOnly: boolean): Promise<boolean> {
+    if (canaryOnly) return this.opts.iptables.chainExists(CANARY_TABLES[0], CANARY_CHAIN);
     for (const j of jumpRulesFor(model)) {
       if (!(await this.opts.iptables.hasRule(j.table, j.chain, j.args))) return false;
     }
@@ -120,34 +127,49 @@ export class IptablesBackend implements Backend {
     return true;
   }
 
-  private async ensureCanaries(): Promise<void> {
-    for (const table of CANARY_TABLES) await this.opts.iptables.ensureChain(table, CANARY_CHAIN);
+  /** Canary chains: those the filter/nat dumps already show are not checked again. */
+  private async ensureCanaries(dumps: ReadonlyMap<TableName, string>): Promise<void> {
+    for (const table of CANARY_TABLES) {
+      const dump = table === 'mangle' ? undefined : dumps.get(table);
+      if (dump !== undefined && dump.includes(`\n:${CANARY_CHAIN} `)) continue;
+      await this.opts.iptables.ensureChain(table, CANARY_CHAIN);
+    }
   }
 
-  /** Upstream's order: make sure each target chain exists, then the jump (prepended). */
-  private async ensureJumps(jumps: readonly JumpRule[]): Promise<void> {
+  /**
+   * Upstream's order: make sure each target chain exists, then the jump (prepended). A jump the
+   * pre-restore dump already shows, exactly as iptables-save prints it, needs no command (the
+   * restore never touches built-in chains, and it has just written every top-level target).
+   */
+  private async ensureJumps(jumps: readonly JumpRule[], dumps: ReadonlyMap<TableName, string>): Promise<void> {
     for (const j of jumps) {
+      const written = (TOP_LEVEL_CHAINS[j.table] as readonly string[]).includes(j.target);
+      if (written && dumps.get(j.table)?.includes(`\n${saveLine(j)}\n`)) continue;
       await this.opts.iptables.ensureChain(j.table, j.target);
       await this.opts.iptables.ensureRule(j.table, j.chain, j.args, j.position);
     }
-  }
-
-  /** KUBE-* per-service chains in the kernel that the model does not have. */
-  private async staleChains(model: IptablesModel): Promise<Map<TableName, string[]>> {
-    const out = new Map<TableName, string[]>();
-    for (const table of ['filter', 'nat'] as const) {
-      const dump = await this.opts.iptables.save(table);
-      const have = [...dump.matchAll(/^:(\S+) /gm)].map((m) => m[1] ?? '');
-      const want = model[table].chains;
-      out.set(table, have.filter((c) => OWNED_PREFIXES.some((p) => c.startsWith(p)) && !want.has(c)));
-    }
-    return out;
   }
 
   /** iptables mode keeps its rules on exit (as upstream: traffic keeps flowing across restarts). */
   close(): Promise<void> {
     return Promise.resolve();
   }
+}
+
+/** KUBE-* per-service chains in the kernel (per the dumps) that the model does not have. */
+function staleChains(model: IptablesModel, dumps: ReadonlyMap<TableName, string>): Map<TableName, string[]> {
+  const out = new Map<TableName, string[]>();
+  for (const [table, dump] of dumps) {
+    const have = [...dump.matchAll(/^:(\S+) /gm)].map((m) => m[1] ?? '');
+    const want = model[table].chains;
+    out.set(table, have.filter((c) => OWNED_PREFIXES.some((p) => c.startsWith(p)) && !want.has(c)));
+  }
+  return out;
+}
+
+/** The jump as iptables-save prints it: `-A CHAIN args`, arguments with spaces in double quotes. */
+function saveLine(j: JumpRule): string {
+  return ['-A', j.chain, ...j.args.map((a) => (/\s/.test(a) ? `"${a}"` : a))].join(' ');
 }
 
 /** Only the given tables' sections of a restore input. */
