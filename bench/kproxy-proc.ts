@@ -12,6 +12,8 @@ export interface SyncLine {
   /** performance.now() when the line arrived. */
   readonly at: number;
   readonly full: boolean;
+  /** Service ports the sync changed. */
+  readonly changed: number;
   /** kproxy's own measure of the sync (backend.sync), ms. */
   readonly elapsedMs: number;
 }
@@ -27,7 +29,7 @@ export interface KproxyProc {
   stop(): Promise<void>;
 }
 
-const SYNC_RE = /"synced proxy rules".*?full="(true|false)".*?elapsed="([\d.]+)ms"/;
+const SYNC_RE = /"synced proxy rules".*?full="(true|false)" changed="(\d+)".*?elapsed="([\d.]+)ms"/;
 
 export function startKproxy(ns: Netns, args: readonly string[]): KproxyProc {
   const started = performance.now();
@@ -44,7 +46,7 @@ export function startKproxy(ns: Netns, args: readonly string[]): KproxyProc {
       buf = buf.slice(i + 1);
       const m = SYNC_RE.exec(line);
       if (!m) continue;
-      syncs.push({ at, full: m[1] === 'true', elapsedMs: Number(m[2]) });
+      syncs.push({ at, full: m[1] === 'true', changed: Number(m[2]), elapsedMs: Number(m[3]) });
       for (const w of [...waiters]) {
         const s = syncs[w.n - 1];
         if (s) {
