@@ -65,7 +65,6 @@ export class IptablesBackend implements Backend {
     if (full) {
       dumps = new Map<TableName, string>();
       for (const table of ['filter', 'nat'] as const) dumps.set(table, await this.opts.iptables.save(table));
-      await this.ensureCanaries(dumps);
       text = serializeFull(model, staleChains(model, dumps));
     } else {
       text = serializePartial(model, { changed: snap.changed, previous: this.applied ?? model });
@@ -79,7 +78,7 @@ export class IptablesBackend implements Backend {
       this.applied = undefined; // force a full sync next
       throw err;
     }
-    if (dumps !== undefined) await this.ensureJumps(jumpRulesFor(model), dumps);
+    if (dumps !== undefined) await this.ensureCanariesAndJumps(jumpRulesFor(model), dumps);
     for (const [spn, reason] of model.skipped) {
       if (full || snap.changed.has(spn)) this.opts.log.error('service port skipped: not programmed', { servicePort: spn, reason });
     }
@@ -127,27 +126,27 @@ export class IptablesBackend implements Backend {
     return true;
   }
 
-  /** Canary chains: those the filter/nat dumps already show are not checked again. */
-  private async ensureCanaries(dumps: ReadonlyMap<TableName, string>): Promise<void> {
-    for (const table of CANARY_TABLES) {
-      const dump = table === 'mangle' ? undefined : dumps.get(table);
-      if (dump !== undefined && dump.includes(`\n:${CANARY_CHAIN} `)) continue;
-      await this.opts.iptables.ensureChain(table, CANARY_CHAIN);
-    }
-  }
-
   /**
-   * Upstream's order: make sure each target chain exists, then the jump (prepended). A jump the
-   * pre-restore dump already shows, exactly as iptables-save prints it, needs no command (the
-   * restore never touches built-in chains, and it has just written every top-level target).
+   * Canary chains and jumps from the built-in chains, as upstream's EnsureChain/EnsureRule
+   * (prepend, in list order) would leave them, but in one restore for whatever the filter/nat
+   * dumps show missing: each separate iptables command makes the tool load and rewrite a whole
+   * table (seconds at 10,000 services). Runs after the main restore, which has just written every
+   * jump target. Only the mangle canary is checked on its own (mangle is small and not dumped).
    */
-  private async ensureJumps(jumps: readonly JumpRule[], dumps: ReadonlyMap<TableName, string>): Promise<void> {
-    for (const j of jumps) {
-      const written = (TOP_LEVEL_CHAINS[j.table] as readonly string[]).includes(j.target);
-      if (written && dumps.get(j.table)?.includes(`\n${saveLine(j)}\n`)) continue;
-      await this.opts.iptables.ensureChain(j.table, j.target);
-      await this.opts.iptables.ensureRule(j.table, j.chain, j.args, j.position);
+  private async ensureCanariesAndJumps(jumps: readonly JumpRule[], dumps: ReadonlyMap<TableName, string>): Promise<void> {
+    const lines: string[] = [];
+    if (!(await this.opts.iptables.chainExists('mangle', CANARY_CHAIN))) lines.push('*mangle', `:${CANARY_CHAIN} - [0:0]`, 'COMMIT');
+    for (const table of ['filter', 'nat'] as const) {
+      const dump = dumps.get(table) ?? '';
+      const section: string[] = [];
+      if (!dump.includes(`\n:${CANARY_CHAIN} `)) section.push(`:${CANARY_CHAIN} - [0:0]`);
+      for (const j of jumps) {
+        if (j.table !== table || dump.includes(`\n${ruleText('-A', j)}\n`)) continue;
+        section.push(ruleText('-I', j));
+      }
+      if (section.length > 0) lines.push(`*${table}`, ...section, 'COMMIT');
     }
+    if (lines.length > 0) await this.opts.iptables.restore(lines.join('\n') + '\n');
   }
 
   /** iptables mode keeps its rules on exit (as upstream: traffic keeps flowing across restarts). */
@@ -167,9 +166,12 @@ function staleChains(model: IptablesModel, dumps: ReadonlyMap<TableName, string>
   return out;
 }
 
-/** The jump as iptables-save prints it: `-A CHAIN args`, arguments with spaces in double quotes. */
-function saveLine(j: JumpRule): string {
-  return ['-A', j.chain, ...j.args.map((a) => (/\s/.test(a) ? `"${a}"` : a))].join(' ');
+/**
+ * The jump as restore input: `-I CHAIN 1 args` (prepend), or `-A CHAIN args`, which is also how
+ * iptables-save prints it; arguments with spaces in double quotes.
+ */
+function ruleText(op: '-A' | '-I', j: JumpRule): string {
+  return [op, j.chain, ...(op === '-I' ? ['1'] : []), ...j.args.map((a) => (/\s/.test(a) ? `"${a}"` : a))].join(' ');
 }
 
 /** Only the given tables' sections of a restore input. */
