@@ -17,8 +17,8 @@
  *
  * Env: BENCH_SIZES (default 1000,10000; 30000 is supported), BENCH_MODES (iptables,nftables),
  * BENCH_RUNS (5), BENCH_KERNEL_RUNS (3; 1 at ≥30,000), BENCH_TOOL_TIMEOUT_S (900 per tool run),
- * BENCH_DEADLINE_MIN (90: later steps print n/a), BENCH_NFT_BACKEND_MAX (1000).
- * Needs root for the namespace columns (n/a otherwise).
+ * BENCH_DEADLINE_MIN (90: later steps print n/a), BENCH_NFT_BACKEND_MAX (1000),
+ * BENCH_NAMESPACES (1; 0 = in-process columns only). Needs root for the namespace columns (n/a otherwise).
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -215,7 +215,7 @@ const pct = (x: number): string => (Number.isFinite(x) ? `${(x * 100).toFixed(1)
 const pad = (cells: readonly string[]): string => `| ${cells.join(' | ')} |`;
 
 async function main(): Promise<void> {
-  const root = isRoot();
+  const root = isRoot() && env('BENCH_NAMESPACES', '1') !== '0';
   if (root) await cleanupStaleNetns('bench-sync');
   const full: string[] = [];
   const part: string[] = [];
