@@ -38,8 +38,8 @@ test('iptables mode: jumps found in the dumps are not re-added; change syncs che
     const w = slice('ns1', 'w', 'web', [ep('198.18.10.2')]);
     b.handle({ kind: 'EndpointSlice', type: 'add', object: w });
     await backend.sync(b.next());
-    assert.deepEqual(calls.map((c) => c.cmd).filter((c) => c !== 'conntrack'), ['iptables-save', 'iptables-save', 'iptables-restore', 'iptables', 'iptables-restore'],
-      'dumps, the rules, the mangle canary check, then one restore for canaries and jumps');
+    assert.deepEqual(calls.map((c) => c.cmd).filter((c) => c !== 'conntrack'), ['iptables-save', 'iptables-save', 'iptables', 'iptables-restore'],
+      'dumps, the mangle canary check, then one restore for rules, canaries and jumps');
     const nat = await iptablesSave(node, 'nat');
     for (const chain of ['PREROUTING', 'OUTPUT']) assert.match(nat, new RegExp(`^-A ${chain} -m comment --comment "kubernetes service portals" -j KUBE-SERVICES$`, 'm'));
     assert.match(await iptablesSave(node, 'mangle'), /^:KUBE-PROXY-CANARY /m);

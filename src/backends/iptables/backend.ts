@@ -65,7 +65,7 @@ export class IptablesBackend implements Backend {
     if (full) {
       dumps = new Map<TableName, string>();
       for (const table of ['filter', 'nat'] as const) dumps.set(table, await this.opts.iptables.save(table));
-      text = serializeFull(model, staleChains(model, dumps));
+      text = await this.withCanariesAndJumps(serializeFull(model, staleChains(model, dumps)), jumpRulesFor(model), dumps);
     } else {
       text = serializePartial(model, { changed: snap.changed, previous: this.applied ?? model });
     }
@@ -78,7 +78,6 @@ export class IptablesBackend implements Backend {
       this.applied = undefined; // force a full sync next
       throw err;
     }
-    if (dumps !== undefined) await this.ensureCanariesAndJumps(jumpRulesFor(model), dumps);
     for (const [spn, reason] of model.skipped) {
       if (full || snap.changed.has(spn)) this.opts.log.error('service port skipped: not programmed', { servicePort: spn, reason });
     }
@@ -127,26 +126,33 @@ export class IptablesBackend implements Backend {
   }
 
   /**
-   * Canary chains and jumps from the built-in chains, as upstream's EnsureChain/EnsureRule
-   * (prepend, in list order) would leave them, but in one restore for whatever the filter/nat
-   * dumps show missing: each separate iptables command makes the tool load and rewrite a whole
-   * table (seconds at 10,000 services). Runs after the main restore, which has just written every
-   * jump target. Only the mangle canary is checked on its own (mangle is small and not dumped).
+   * The restore text with the canary chains and the jumps from the built-in chains added to it,
+   * as upstream's EnsureChain/EnsureRule (prepend, in list order) would leave them, for whatever
+   * the filter/nat dumps show missing. Upstream runs a command per chain and rule; in the legacy
+   * backend each one loads and rewrites a whole table (tens of seconds at 10,000 services), so
+   * they ride in the one restore instead, before each table's COMMIT (after the jump targets are
+   * declared). The mangle canary is checked on its own (mangle is small and not dumped).
    */
-  private async ensureCanariesAndJumps(jumps: readonly JumpRule[], dumps: ReadonlyMap<TableName, string>): Promise<void> {
-    const lines: string[] = [];
-    if (!(await this.opts.iptables.chainExists('mangle', CANARY_CHAIN))) lines.push('*mangle', `:${CANARY_CHAIN} - [0:0]`, 'COMMIT');
+  private async withCanariesAndJumps(text: string, jumps: readonly JumpRule[], dumps: ReadonlyMap<TableName, string>): Promise<string> {
+    const extra = new Map<string, string[]>();
     for (const table of ['filter', 'nat'] as const) {
       const dump = dumps.get(table) ?? '';
-      const section: string[] = [];
-      if (!dump.includes(`\n:${CANARY_CHAIN} `)) section.push(`:${CANARY_CHAIN} - [0:0]`);
+      const lines: string[] = [];
+      if (!dump.includes(`\n:${CANARY_CHAIN} `)) lines.push(`:${CANARY_CHAIN} - [0:0]`);
       for (const j of jumps) {
-        if (j.table !== table || dump.includes(`\n${ruleText('-A', j)}\n`)) continue;
-        section.push(ruleText('-I', j));
+        if (j.table === table && !dump.includes(`\n${ruleText('-A', j)}\n`)) lines.push(ruleText('-I', j));
       }
-      if (section.length > 0) lines.push(`*${table}`, ...section, 'COMMIT');
+      if (lines.length > 0) extra.set(table, lines);
     }
-    if (lines.length > 0) await this.opts.iptables.restore(lines.join('\n') + '\n');
+    let out = text;
+    for (const [table, lines] of extra) {
+      const start = out.indexOf(`*${table}\n`);
+      const commit = out.indexOf('\nCOMMIT\n', start);
+      if (start < 0 || commit < 0) throw new Error(`iptables backend: no ${table} section in the restore input`);
+      out = out.slice(0, commit + 1) + lines.join('\n') + out.slice(commit);
+    }
+    if (!(await this.opts.iptables.chainExists('mangle', CANARY_CHAIN))) out = `*mangle\n:${CANARY_CHAIN} - [0:0]\nCOMMIT\n` + out;
+    return out;
   }
 
   /** iptables mode keeps its rules on exit (as upstream: traffic keeps flowing across restarts). */

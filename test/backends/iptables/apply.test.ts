@@ -24,24 +24,24 @@ function setup() {
 
 const restores = (calls: readonly ExecCall[]): string[] => calls.filter((c) => c.cmd === 'iptables-restore').map((c) => c.input ?? '');
 
-test('first sync is full: one atomic restore with counters, then one restore for canaries and jumps; stale chains are deleted', async () => {
+test('first sync is full: one atomic restore with counters, carrying the canaries and the jumps; stale chains are deleted', async () => {
   const { fake, backend, builder, metrics } = setup();
   fake.respond((c) => c.cmd === 'iptables-save' && c.args.includes('nat'), { stdout: '*nat\n:KUBE-SVC-STALESTALESTALE1 - [0:0]\n:KUBE-SERVICES - [0:0]\n:OTHER-CHAIN - [0:0]\nCOMMIT\n' });
   fake.respond((c) => c.cmd === 'iptables' && (c.args.includes('-C') || c.args.includes('-S')), { code: 1 });
   builder.handle({ kind: 'Service', type: 'add', object: svc('ns1', 'web') });
   builder.handle({ kind: 'EndpointSlice', type: 'add', object: slice('ns1', 'w', 'web', [ep('198.18.10.2'), ep('198.18.10.3')]) });
   await backend.sync(builder.next());
-  const [text, jumps, ...more] = restores(fake.calls);
-  assert.equal(more.length, 0, 'exactly two restores');
+  const [text, ...more] = restores(fake.calls);
+  assert.equal(more.length, 0, 'exactly one restore');
   assert.deepEqual(fake.calls.find((c) => c.cmd === 'iptables-restore')?.args, ['-w', '5', '--noflush', '--counters']);
   assert.ok(text?.includes('*filter\n') && text.includes('*nat\n'));
   assert.match(text ?? '', /^:KUBE-SVC-STALESTALESTALE1 - \[0:0\]$/m);
   assert.match(text ?? '', /^-X KUBE-SVC-STALESTALESTALE1$/m);
-  assert.doesNotMatch(text ?? '', /OTHER-CHAIN|KUBE-PROXY-CANARY/, 'chains kproxy does not own are left alone; canaries come after');
-  // The second restore: canaries in mangle, filter and nat, and every jump prepended in upstream's list order.
-  assert.equal(jumps, [
-    '*mangle', ':KUBE-PROXY-CANARY - [0:0]', 'COMMIT',
-    '*filter', ':KUBE-PROXY-CANARY - [0:0]',
+  assert.doesNotMatch(text ?? '', /OTHER-CHAIN/, 'chains kproxy does not own are left alone');
+  // Canaries in mangle, filter and nat, and every jump prepended in upstream's list order, at the end of each table.
+  assert.ok(text?.startsWith('*mangle\n:KUBE-PROXY-CANARY - [0:0]\nCOMMIT\n*filter\n'), 'the mangle canary first');
+  assert.ok(text?.includes([
+    ':KUBE-PROXY-CANARY - [0:0]',
     '-I INPUT 1 -m conntrack --ctstate NEW -m comment --comment "kubernetes externally-visible service portals" -j KUBE-EXTERNAL-SERVICES',
     '-I FORWARD 1 -m conntrack --ctstate NEW -m comment --comment "kubernetes externally-visible service portals" -j KUBE-EXTERNAL-SERVICES',
     '-I INPUT 1 -m comment --comment "kubernetes health check service ports" -j KUBE-NODEPORTS',
@@ -51,13 +51,15 @@ test('first sync is full: one atomic restore with counters, then one restore for
     '-I INPUT 1 -m conntrack --ctstate NEW -m comment --comment "kubernetes load balancer firewall" -j KUBE-PROXY-FIREWALL',
     '-I OUTPUT 1 -m conntrack --ctstate NEW -m comment --comment "kubernetes load balancer firewall" -j KUBE-PROXY-FIREWALL',
     '-I FORWARD 1 -m conntrack --ctstate NEW -m comment --comment "kubernetes load balancer firewall" -j KUBE-PROXY-FIREWALL',
-    'COMMIT',
-    '*nat', ':KUBE-PROXY-CANARY - [0:0]',
+    'COMMIT\n*nat\n',
+  ].join('\n')), 'filter: the canary and its jumps just before COMMIT');
+  assert.ok(text?.endsWith([
+    ':KUBE-PROXY-CANARY - [0:0]',
     '-I OUTPUT 1 -m comment --comment "kubernetes service portals" -j KUBE-SERVICES',
     '-I PREROUTING 1 -m comment --comment "kubernetes service portals" -j KUBE-SERVICES',
     '-I POSTROUTING 1 -m comment --comment "kubernetes postrouting rules" -j KUBE-POSTROUTING',
     'COMMIT', '',
-  ].join('\n'));
+  ].join('\n')), 'nat: the same');
   assert.ok(!fake.calls.some((c) => c.cmd === 'iptables' && (c.args.includes('-I') || c.args.includes('-N'))), 'no separate command per jump or canary');
   assert.match(await metrics.text(), /kubeproxy_sync_proxy_rules_iptables_total\{table="nat"\} \d+/);
 });
