@@ -15,7 +15,7 @@ import type { Exec } from '../../platform/exec.js';
 import type { Backend } from '../backend.js';
 import { UdpConntrackCleaner } from '../conntrack-cleanup.js';
 import type { NftablesModel, NftablesRenderOptions } from './model.js';
-import { TABLE, isServiceChainName } from './names.js';
+import { NAT_PREROUTING, TABLE, isServiceChainName } from './names.js';
 import { NftablesRenderer, renderNftables } from './render.js';
 import { serializeCleanup, serializeDeleteChains, serializeFull, serializePartial, stillStale, type NftTransaction } from './serialize.js';
 
@@ -80,14 +80,20 @@ export class NftablesBackend implements Backend {
     let full = snap.full || this.applied === undefined;
     let tx: NftTransaction | undefined;
     let partialFailed = false;
+    // A sync with nothing changed (periodic) checks that the table is intact: an outside
+    // `nft flush table` empties every chain and keeps the maps, which no partial transaction
+    // would notice. Syncs for a change skip it: any `nft list` loads the whole table.
+    if (!full && snap.changed.size === 0 && !(await this.intact())) {
+      this.opts.log.warn('the kube-proxy nftables table was deleted or flushed by someone else; resyncing everything');
+      full = true;
+    }
     const now = this.opts.clock.now();
     // Chains flushed by an earlier sync and not used again: delete them in this transaction.
     const due = stillStale(model, [...this.pendingStale].filter(([, at]) => now - at >= STALE_CHAIN_DELAY_MS).map(([c]) => c));
     if (!full) {
-      // No listing first (any `nft list` loads the whole table: ~0.5 s at 1,000 services). The
-      // fixed chains (hooks, jumps, masquerading) are rewritten in every transaction, which
-      // repairs an outside flush of them; a deleted table or map makes the transaction fail,
-      // and then a full sync follows at once.
+      // The fixed chains (hooks, jumps, masquerading) are rewritten in every transaction, which
+      // repairs an outside flush of them, except the one intact() looks at; a deleted table or
+      // map makes the transaction fail, and then a full sync follows at once.
       tx = serializePartial(model, { previous: this.applied ?? model, changed: snap.changed, rewriteChains: this.fixedChains(model) });
       try {
         await this.nft(due.length > 0 ? tx.text + serializeDeleteChains(this.family, due) : tx.text);
@@ -118,9 +124,15 @@ export class NftablesBackend implements Backend {
     await this.conntrack.clean(snap, firstSync);
   }
 
-  /** The chains that are not any service port's: few and small. */
+  /** The chains that are not any service port's (few and small), but the one intact() checks. */
   private fixedChains(model: NftablesModel): string[] {
-    return [...model.chains.keys()].filter((c) => !isServiceChainName(c));
+    return [...model.chains.keys()].filter((c) => !isServiceChainName(c) && c !== NAT_PREROUTING);
+  }
+
+  /** Our table is still there and not flushed (nat-prerouting still jumps to services). */
+  private async intact(): Promise<boolean> {
+    const r = await this.opts.exec('nft', ['list', 'chain', this.family, TABLE, NAT_PREROUTING]);
+    return r.code === 0 && /jump services/.test(r.stdout);
   }
 
   /** nftables mode keeps its table on exit (as upstream); `--cleanup` deletes it. */
