@@ -1,122 +1,286 @@
 /**
- * bench:sync — iptables mode's control-plane cost against the kernel tool's own cost.
- * For N services × 10 endpoints: render, serialize (median of runs), and `iptables-restore`
- * applying the same text inside a throwaway network namespace (the floor of any sync), then a
- * one-endpoint partial sync. Prints a table; ratios are against the restore measured in the
- * same run. Needs root for the restore columns (skipped otherwise). Bounded: sizes are fixed.
+ * bench:sync — kproxy's control-plane cost against the kernel tool's own cost, per kernel mode.
+ *
+ * For N services × 10 endpoints (bench/cluster-gen.ts), per mode (iptables, nftables):
+ * - in process (median of BENCH_RUNS): render (fresh renderer), serialize (full), and a
+ *   one-endpoint change: incremental render + partial serialize;
+ * - the kernel tool alone (median of BENCH_KERNEL_RUNS, each in a fresh namespace): the same full
+ *   text through `iptables-legacy-restore --noflush` / `nft -f -`, then the partial text on top;
+ * - kproxy end to end (median of BENCH_KERNEL_RUNS): the real kproxy process in a fresh namespace
+ *   with --manifests (a folder of JSON List files) from spawn to its "synced proxy rules" line,
+ *   with kproxy's own measure of the sync; then one EndpointSlice edit in a manifest file to the
+ *   partial sync's line; and the process's peak RSS (VmHWM).
+ * Ratios are against the kernel tool measured in the same run. iptables mode runs with a legacy
+ * node (kubelet's KUBE-IPTABLES-HINT chain in the namespace), so kproxy picks iptables-legacy as
+ * upstream's image would; iptables-nft-restore is also timed alone up to BENCH_NFT_BACKEND_MAX.
+ * IPVS: render only, when src/backends/ipvs exists (hook: see ipvsRow).
+ *
+ * Env: BENCH_SIZES (default 1000,10000; 30000 is supported), BENCH_MODES (iptables,nftables),
+ * BENCH_RUNS (5), BENCH_KERNEL_RUNS (3; 1 at ≥30,000), BENCH_TOOL_TIMEOUT_S (900 per tool run),
+ * BENCH_DEADLINE_MIN (90: later steps print n/a), BENCH_NFT_BACKEND_MAX (1000),
+ * BENCH_NAMESPACES (1; 0 = in-process columns only). Needs root for the namespace columns (n/a otherwise).
  */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { renderIptables } from '../src/backends/iptables/render.js';
-import { serializeFull, serializePartial } from '../src/backends/iptables/serialize.js';
-import type { IptablesRenderOptions } from '../src/backends/iptables/model.js';
-import { namespacedName } from '../src/core/ids.js';
-import type { EndpointSliceObject, ServiceObject } from '../src/core/objects.js';
-import { SnapshotBuilder } from '../src/core/snapshot.js';
-import { createNetns, isRoot } from '../src/platform/netns.js';
+import { IptablesRenderer } from '../src/backends/iptables/render.js';
+import { serializeFull as iptFull, serializePartial as iptPartial } from '../src/backends/iptables/serialize.js';
+import type { IptablesModel } from '../src/backends/iptables/model.js';
+import { NftablesRenderer } from '../src/backends/nftables/render.js';
+import { serializeFull as nftFull, serializePartial as nftPartial } from '../src/backends/nftables/serialize.js';
+import type { NftablesModel } from '../src/backends/nftables/model.js';
+import type { EndpointSliceObject } from '../src/core/objects.js';
+import { SnapshotBuilder, type Snapshot } from '../src/core/snapshot.js';
+import { cleanupStaleNetns, createNetns, isRoot, type Netns } from '../src/platform/netns.js';
+import { generateCluster, sliceWithEndpoints, toSourceEvents, writeManifests, writeSliceFile, type Cluster } from './cluster-gen.js';
+import { median, ms, startKproxy } from './kproxy-proc.js';
 
-const OPTS: IptablesRenderOptions = {
-  nodeName: 'bench-node', nodeIPs: ['198.18.200.1'], nodePortAddresses: [], clusterCIDRs: ['198.18.0.0/16'],
-  masqueradeAll: false, masqueradeBit: 14, localhostNodePorts: false, family: 'IPv4',
+type Mode = 'iptables' | 'nftables';
+
+const NODE = 'bench-node';
+const RENDER_OPTS = {
+  nodeName: NODE, nodeIPs: ['198.18.200.1'], nodePortAddresses: [], clusterCIDRs: ['198.18.0.0/16'],
+  masqueradeAll: false, masqueradeBit: 14, localhostNodePorts: false, family: 'IPv4' as const,
 };
 
-function ip(n: number): string {
-  return `198.${18 + ((n >>> 16) & 1)}.${(n >>> 8) & 255}.${n & 255}`;
+const env = (k: string, d: string): string => process.env[k] ?? d;
+const SIZES = env('BENCH_SIZES', '1000,10000').split(',').map(Number);
+const MODES = env('BENCH_MODES', 'iptables,nftables').split(',') as Mode[];
+const RUNS = Number(env('BENCH_RUNS', '5'));
+const TOOL_TIMEOUT_MS = Number(env('BENCH_TOOL_TIMEOUT_S', '900')) * 1000;
+const DEADLINE = performance.now() + Number(env('BENCH_DEADLINE_MIN', '90')) * 60_000;
+const NFT_BACKEND_MAX = Number(env('BENCH_NFT_BACKEND_MAX', '1000'));
+const kernelRuns = (n: number): number => Number(process.env.BENCH_KERNEL_RUNS ?? (n >= 30000 ? '1' : '3'));
+
+function log(msg: string): void {
+  process.stderr.write(`[bench:sync ${new Date().toISOString().slice(11, 19)}] ${msg}\n`);
 }
 
-function cluster(services: number, endpoints: number): { svcs: ServiceObject[]; slices: EndpointSliceObject[] } {
-  const svcs: ServiceObject[] = [];
-  const slices: EndpointSliceObject[] = [];
-  for (let i = 0; i < services; i++) {
-    const name = `svc-${i}`;
-    const nodePort = i % 4 === 1 ? 30000 + (i % 2000) : 0;
-    const type = nodePort > 0 ? 'NodePort' : 'ClusterIP';
-    const clusterIP = ip(40000 + i);
-    svcs.push({
-      kind: 'Service', id: namespacedName('bench', name), namespace: 'bench', name, labels: {}, annotations: {}, type, clusterIP, clusterIPs: [clusterIP],
-      ports: [{ name: 'p', protocol: i % 10 === 3 ? 'UDP' : 'TCP', port: 80, targetPort: 8080, nodePort }],
-      externalIPs: [], loadBalancerIPs: [], loadBalancerSourceRanges: [], sessionAffinity: i % 7 === 0 ? 'ClientIP' : 'None',
-      sessionAffinityTimeoutSeconds: i % 7 === 0 ? 10800 : 0, externalTrafficPolicy: 'Cluster', internalTrafficPolicy: 'Cluster', healthCheckNodePort: 0,
-      origin: { source: 'bench' },
-    });
-    slices.push({
-      kind: 'EndpointSlice', id: namespacedName('bench', `${name}-1`), namespace: 'bench', name: `${name}-1`, serviceName: name,
-      labels: {}, annotations: {}, addressType: 'IPv4', ports: [{ name: 'p', protocol: i % 10 === 3 ? 'UDP' : 'TCP', port: 8080 }],
-      endpoints: Array.from({ length: endpoints }, (_, e) => ({ addresses: [ip((i * endpoints + e) % 39000 + 256)], conditions: { ready: true, serving: true, terminating: false } })),
-      origin: { source: 'bench' },
+interface Texts {
+  /** Full text of the first snapshot, and a partial text for one endpoint change after it. */
+  readonly full: string;
+  readonly partial: string;
+}
+
+interface InProcess {
+  readonly render: number;
+  readonly serialize: number;
+  readonly partial: number;
+  readonly partialRendered: number;
+  readonly texts: Texts;
+}
+
+/** Render/serialize medians, and the one-endpoint partial (incremental render + partial serialize). */
+function inProcess(mode: Mode, cluster: Cluster): InProcess {
+  const events = toSourceEvents([...cluster.services, ...cluster.slices]);
+  const b = new SnapshotBuilder(NODE);
+  for (const e of events) b.handle(e);
+  const snap = b.next();
+  const renders: number[] = [];
+  const sers: number[] = [];
+  let full = '';
+  const make = (): { render(s: Snapshot): IptablesModel | NftablesModel; lastRendered: number } =>
+    mode === 'iptables' ? new IptablesRenderer(RENDER_OPTS) : new NftablesRenderer(RENDER_OPTS);
+  const serialize = (m: IptablesModel | NftablesModel): string => (mode === 'iptables' ? iptFull(m as IptablesModel) : nftFull(m as NftablesModel).text);
+  const partialText = (m: IptablesModel | NftablesModel, prev: IptablesModel | NftablesModel, s: Snapshot): string => (mode === 'iptables'
+    ? iptPartial(m as IptablesModel, { changed: s.changed, previous: prev as IptablesModel })
+    : nftPartial(m as NftablesModel, { changed: s.changed, previous: prev as NftablesModel }).text);
+  for (let r = 0; r < RUNS; r++) {
+    const renderer = make();
+    let t = performance.now();
+    const m = renderer.render(snap);
+    renders.push(performance.now() - t);
+    t = performance.now();
+    full = serialize(m);
+    sers.push(performance.now() - t);
+  }
+  // One endpoint removed from one service per run (a different service each time).
+  const renderer = make();
+  let prev = renderer.render(snap);
+  const partials: number[] = [];
+  let partial = '';
+  let rendered = 0;
+  const slices = events.flatMap((e) => (e.kind === 'EndpointSlice' && e.type === 'add' ? [e.object] : []));
+  for (let r = 0; r < RUNS; r++) {
+    const old: EndpointSliceObject | undefined = slices[r * 7];
+    if (!old) break;
+    b.handle({ kind: 'EndpointSlice', type: 'update', previous: old, object: { ...old, endpoints: old.endpoints.slice(1) } });
+    const t = performance.now();
+    const s = b.next();
+    const m = renderer.render(s);
+    const text = partialText(m, prev, s);
+    partials.push(performance.now() - t);
+    if (r === 0) partial = text;
+    rendered = renderer.lastRendered;
+    prev = m;
+  }
+  return { render: median(renders), serialize: median(sers), partial: median(partials), partialRendered: rendered, texts: { full, partial } };
+}
+
+interface ToolTimes {
+  readonly full: number;
+  readonly partial: number;
+}
+
+async function withNetns<T>(fn: (ns: Netns) => Promise<T>): Promise<T> {
+  const ns = await createNetns('bench-sync');
+  try {
+    return await fn(ns);
+  } finally {
+    await ns.destroy();
+  }
+}
+
+/** The kernel tool alone: full text into a fresh namespace, then the partial text on top. */
+async function toolAlone(tool: string, args: readonly string[], texts: Texts, runs: number): Promise<ToolTimes> {
+  const full: number[] = [];
+  const partial: number[] = [];
+  for (let r = 0; r < runs && performance.now() < DEADLINE; r++) {
+    await withNetns(async (ns) => {
+      let t = performance.now();
+      const a = await ns.exec(tool, args, { input: texts.full, timeoutMs: TOOL_TIMEOUT_MS });
+      if (a.code !== 0) {
+        log(`${tool} full: exit ${a.code}${a.code === 124 ? ` (timed out after ${TOOL_TIMEOUT_MS / 1000} s)` : ''} ${a.stderr.slice(0, 300)}`);
+        return;
+      }
+      full.push(performance.now() - t);
+      t = performance.now();
+      const b = await ns.exec(tool, args, { input: texts.partial, timeoutMs: TOOL_TIMEOUT_MS });
+      if (b.code === 0) partial.push(performance.now() - t);
+      else log(`${tool} partial: exit ${b.code} ${b.stderr.slice(0, 300)}`);
     });
   }
-  return { svcs, slices };
+  return { full: median(full), partial: median(partial) };
 }
 
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)] ?? NaN;
+interface EndToEnd {
+  /** spawn → "synced proxy rules" (full). */
+  readonly startToSynced: number;
+  /** kproxy's own measure of that full sync. */
+  readonly fullSync: number;
+  /** manifest file written → partial sync line. */
+  readonly editToSynced: number;
+  /** kproxy's own measure of the partial sync. */
+  readonly partialSync: number;
+  readonly rssMB: number;
 }
+
+/** The real kproxy process with --manifests, in a fresh namespace. */
+async function endToEnd(mode: Mode, cluster: Cluster, dir: string, runs: number): Promise<EndToEnd> {
+  const rows: EndToEnd[] = [];
+  for (let r = 0; r < runs && performance.now() < DEADLINE; r++) {
+    writeManifests(cluster, dir);
+    await withNetns(async (ns) => {
+      // A legacy node, as kubelet marks it: kproxy follows it (src/platform/iptables.ts).
+      if (mode === 'iptables') await ns.execOk('iptables-legacy', ['-t', 'mangle', '-N', 'KUBE-IPTABLES-HINT']);
+      const kp = startKproxy(ns, [
+        '--proxy-mode', mode, '--manifests', dir, '--hostname-override', NODE, '-v', '2', '--cluster-cidr', '198.18.0.0/16',
+        '--iptables-min-sync-period', '0', '--healthz-bind-address', '', '--metrics-bind-address', '',
+      ]);
+      try {
+        const first = await kp.waitSync(1, TOOL_TIMEOUT_MS);
+        const slices = [...cluster.slices];
+        const i = 3 + r;
+        const s = slices[i];
+        if (!s) throw new Error('no slice');
+        slices[i] = sliceWithEndpoints(s, 9, i * 10, NODE);
+        const t = performance.now();
+        writeSliceFile(slices, dir, i);
+        const second = await kp.waitSync(2, TOOL_TIMEOUT_MS);
+        rows.push({
+          startToSynced: first.at - kp.started, fullSync: first.elapsedMs,
+          editToSynced: second.at - t, partialSync: second.elapsedMs, rssMB: kp.peakRssMB(),
+        });
+      } catch (err) {
+        log(`kproxy ${mode}: ${err instanceof Error ? err.message : String(err)}`);
+      } finally {
+        await kp.stop();
+      }
+    });
+  }
+  const m = (k: keyof EndToEnd): number => median(rows.map((x) => x[k]));
+  return { startToSynced: m('startToSynced'), fullSync: m('fullSync'), editToSynced: m('editToSynced'), partialSync: m('partialSync'), rssMB: rows.length === 0 ? NaN : Math.max(...rows.map((x) => x.rssMB)) };
+}
+
+/**
+ * IPVS render-only hook: when src/backends/ipvs exists, import its renderer here and time it as
+ * inProcess does (its kernel runs in an emulated VM, so only render/serialize are meaningful).
+ */
+function ipvsRow(): string | undefined {
+  return undefined;
+}
+
+const pct = (x: number): string => (Number.isFinite(x) ? `${(x * 100).toFixed(1)}%` : 'n/a');
+const pad = (cells: readonly string[]): string => `| ${cells.join(' | ')} |`;
 
 async function main(): Promise<void> {
-  const sizes = (process.env.BENCH_SIZES ?? '1000,10000').split(',').map(Number);
-  const runs = Number(process.env.BENCH_RUNS ?? '5');
-  const root = isRoot();
-  const rows: string[] = [];
-  for (const n of sizes) {
-    const { svcs, slices } = cluster(n, 10);
-    const b = new SnapshotBuilder('bench-node');
-    for (const s of svcs) b.handle({ kind: 'Service', type: 'add', object: s });
-    for (const s of slices) b.handle({ kind: 'EndpointSlice', type: 'add', object: s });
-    const snap = b.next();
-    const render: number[] = [];
-    const ser: number[] = [];
-    let text = '';
-    let model = renderIptables(snap, OPTS);
-    for (let r = 0; r < runs; r++) {
-      let t = performance.now();
-      model = renderIptables(snap, OPTS);
-      render.push(performance.now() - t);
-      t = performance.now();
-      text = serializeFull(model);
-      ser.push(performance.now() - t);
-    }
-    // One endpoint changes in one service: partial render + serialize.
-    const old = slices[0];
-    if (!old) throw new Error('no slices');
-    const changed = { ...old, endpoints: old.endpoints.slice(1) };
-    b.handle({ kind: 'EndpointSlice', type: 'update', previous: old, object: changed });
-    const snap2 = b.next();
-    const partial: number[] = [];
-    let ptext = '';
-    for (let r = 0; r < runs; r++) {
-      const t = performance.now();
-      const m2 = renderIptables(snap2, OPTS);
-      ptext = serializePartial(m2, { changed: snap2.changed, previous: model });
-      partial.push(performance.now() - t);
-    }
-    let restore = NaN;
-    let restorePartial = NaN;
-    if (root && n <= 10000) {
-      const ns = await createNetns('bench-sync');
-      try {
-        const t = performance.now();
-        const r = await ns.exec('iptables-legacy-restore', ['--noflush'], { input: text, timeoutMs: 600_000 });
-        restore = r.code === 0 ? performance.now() - t : NaN;
-        const t2 = performance.now();
-        const r2 = await ns.exec('iptables-legacy-restore', ['--noflush'], { input: ptext, timeoutMs: 600_000 });
-        restorePartial = r2.code === 0 ? performance.now() - t2 : NaN;
-      } finally {
-        await ns.destroy();
+  const root = isRoot() && env('BENCH_NAMESPACES', '1') !== '0';
+  if (root) await cleanupStaleNetns('bench-sync');
+  const full: string[] = [];
+  const part: string[] = [];
+  const extra: string[] = [];
+  for (const n of SIZES) {
+    const cluster = generateCluster({ services: n, endpointsPerService: 10, nodeName: NODE });
+    const dir = mkdtempSync(join(tmpdir(), 'kproxy-bench-sync-'));
+    try {
+      for (const mode of MODES) {
+        log(`${n} services, ${mode}: in process`);
+        const ip = inProcess(mode, cluster);
+        const own = ip.render + ip.serialize;
+        const runs = kernelRuns(n);
+        let tool: ToolTimes = { full: NaN, partial: NaN };
+        let e2e: EndToEnd = { startToSynced: NaN, fullSync: NaN, editToSynced: NaN, partialSync: NaN, rssMB: NaN };
+        if (root && performance.now() < DEADLINE) {
+          log(`${n} services, ${mode}: kernel tool alone ×${runs}`);
+          tool = mode === 'iptables'
+            ? await toolAlone('iptables-legacy-restore', ['--noflush'], ip.texts, runs)
+            : await toolAlone('nft', ['-f', '-'], ip.texts, runs);
+          if (mode === 'iptables' && n <= NFT_BACKEND_MAX) {
+            const nftBackend = await toolAlone('iptables-nft-restore', ['--noflush'], ip.texts, runs);
+            extra.push(`iptables-nft-restore (nf_tables backend) alone at ${n.toLocaleString('en')}: full ${ms(nftBackend.full)}, partial ${ms(nftBackend.partial)} (legacy: ${ms(tool.full)}, ${ms(tool.partial)})`);
+          }
+          log(`${n} services, ${mode}: kproxy end to end ×${runs}`);
+          e2e = await endToEnd(mode, cluster, dir, runs);
+        }
+        full.push(pad([
+          mode, n.toLocaleString('en'), ms(ip.render), ms(ip.serialize), `${(ip.texts.full.length / 1e6).toFixed(1)} MB`, ms(tool.full),
+          pct(own / (own + tool.full)), ms(e2e.fullSync), pct((e2e.fullSync - tool.full) / e2e.fullSync), ms(e2e.startToSynced),
+          Number.isFinite(e2e.rssMB) ? `${e2e.rssMB.toFixed(0)} MB` : 'n/a',
+        ]));
+        part.push(pad([
+          mode, n.toLocaleString('en'), `${ms(ip.partial)} (${ip.partialRendered} port)`, `${(ip.texts.partial.length / 1e3).toFixed(0)} kB`, ms(tool.partial),
+          ms(e2e.partialSync), ms(e2e.editToSynced), pct(e2e.partialSync / e2e.fullSync),
+        ]));
+        process.stdout.write(`${full[full.length - 1] ?? ''}\n${part[part.length - 1] ?? ''}\n`);
       }
+      const ipvs = ipvsRow();
+      if (ipvs !== undefined) extra.push(ipvs);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
-    const own = median(render) + median(ser);
-    rows.push([
-      String(n).padStart(6), `${median(render).toFixed(0)} ms`.padStart(9), `${median(ser).toFixed(0)} ms`.padStart(9),
-      `${(text.length / 1e6).toFixed(1)} MB`.padStart(8), `${restore.toFixed(0)} ms`.padStart(10),
-      `${((own / (own + restore)) * 100).toFixed(1)}%`.padStart(8), `${median(partial).toFixed(0)} ms`.padStart(9), `${restorePartial.toFixed(0)} ms`.padStart(10),
-    ].join(' | '));
   }
+  const kr = SIZES.map((n) => `${kernelRuns(n)} at ${n.toLocaleString('en')}`).join(', ');
   process.stdout.write([
-    `iptables mode, services × 10 endpoints; medians of ${runs} runs; restore = iptables-legacy-restore in a fresh namespace (one run)`,
-    'services |   render | serialize |    text |   restore | kproxy share | partial (render+ser) | partial restore',
-    ...rows, '',
+    '',
+    `Full sync: services × 10 endpoints. In-process columns: median of ${RUNS}; namespace columns: median of ${kr}.`,
+    'kproxy share = (render + serialize) / (render + serialize + tool alone). e2e overhead = (kproxy full sync − tool alone) / kproxy full sync.',
+    pad(['mode', 'services', 'render', 'serialize', 'text', 'tool alone', 'kproxy share', 'kproxy full sync', 'e2e overhead', 'start → synced', 'peak RSS']),
+    pad(Array(11).fill('---')),
+    ...full,
+    '',
+    'One-endpoint change (one EndpointSlice loses/changes one endpoint).',
+    pad(['mode', 'services', 'render + serialize (incremental)', 'text', 'tool alone', 'kproxy partial sync', 'manifest edit → synced', 'partial / full']),
+    pad(Array(8).fill('---')),
+    ...part,
+    '',
+    ...extra,
+    'IPVS: render-only row pending (src/backends/ipvs is not on this branch; hook: ipvsRow in bench/sync.ts).',
+    '',
   ].join('\n'));
 }
 
-void main();
+main().catch((err: unknown) => {
+  process.stderr.write(`bench:sync failed: ${err instanceof Error ? err.stack ?? err.message : String(err)}\n`);
+  process.exitCode = 1;
+});

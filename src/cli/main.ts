@@ -27,7 +27,7 @@ import { applyConntrackSettings, sysHashSize } from '../platform/conntrack-setti
 import { availableParallelism } from 'node:os';
 import { execSysctl } from '../platform/sysctl.js';
 import { realExec, type Exec } from '../platform/exec.js';
-import { Iptables } from '../platform/iptables.js';
+import { Iptables, detectIptablesBackend } from '../platform/iptables.js';
 import { traceCommand } from '../netfilter/trace-cli.js';
 import { ManifestSource } from '../sources/files/source.js';
 import { loggingEventRecorder, type NodeEventRecorder } from '../sources/kubernetes/events.js';
@@ -55,7 +55,7 @@ function kernelRenderOptions(config: ProxyConfig): KernelRenderOptions {
   };
 }
 
-function createBackend(config: ProxyConfig, log: Logger, metrics: ProxyMetrics, exec: Exec): Backend {
+function createBackend(config: ProxyConfig, log: Logger, metrics: ProxyMetrics, exec: Exec, iptablesBinary?: string): Backend {
   switch (config.mode) {
     case 'userspace':
       return new UserspaceBackend({
@@ -70,7 +70,7 @@ function createBackend(config: ProxyConfig, log: Logger, metrics: ProxyMetrics, 
       });
     case 'iptables':
       return new IptablesBackend({
-        iptables: new Iptables({ exec }),
+        iptables: new Iptables(iptablesBinary === undefined ? { exec } : { exec, binary: iptablesBinary }),
         conntrack: new Conntrack(exec),
         log, metrics,
         render: { ...kernelRenderOptions(config), localhostNodePorts: false },
@@ -143,7 +143,13 @@ export async function start(config: ProxyConfig, options: { log?: Logger; exec?:
     });
     if (changed.length > 0) log.info('conntrack settings applied', { changed: changed.join(',') });
   }
-  const backend = createBackend({ ...config, mode }, log, metrics, exec);
+  let iptablesBinary: string | undefined;
+  if (mode === 'iptables') {
+    const choice = await detectIptablesBackend(exec);
+    iptablesBinary = choice.binary;
+    log.info('iptables backend chosen', { binary: choice.binary, reason: choice.reason });
+  }
+  const backend = createBackend({ ...config, mode }, log, metrics, exec, iptablesBinary);
   const { source, recorder } = await createSource(config, log, metrics);
   const proxier = new Proxier({
     backend, nodeName: config.hostnameOverride, clock: realClock, sources: [source.name],

@@ -139,3 +139,38 @@ export function restoreContext(text: string, stderr: string): string {
   for (let i = from; i <= to; i++) out.push(`${i === n ? '>' : ' '} ${i}: ${lines[i - 1] ?? ''}`);
   return `\n${out.join('\n')}`;
 }
+
+/** Chains kubelet (and kube-proxy images) create to say which iptables backend a node uses. */
+const BACKEND_HINT_CHAINS = [':KUBE-IPTABLES-HINT ', ':KUBE-KUBELET-CANARY '];
+
+export interface IptablesBackendChoice {
+  /** The command prefix: 'iptables-legacy', 'iptables-nft', or 'iptables' (the system's default). */
+  readonly binary: string;
+  readonly reason: string;
+}
+
+/**
+ * Which iptables backend the node already uses, as upstream's kube-proxy image decides it (its
+ * iptables-wrapper): the backend whose mangle table holds kubelet's hint chain
+ * (KUBE-IPTABLES-HINT or KUBE-KUBELET-CANARY); else the one with more rules, legacy only when it
+ * has strictly more; else the system's default `iptables`. Mixing backends on one node breaks
+ * both, and at 10,000 services legacy restores in seconds where nf_tables takes many minutes.
+ */
+export async function detectIptablesBackend(exec: Exec): Promise<IptablesBackendChoice> {
+  const dump = async (bin: string, args: readonly string[]): Promise<string | undefined> => {
+    const r = await exec(`${bin}-save`, args);
+    return r.code === 0 ? r.stdout : undefined;
+  };
+  const legacyMangle = await dump('iptables-legacy', ['-t', 'mangle']);
+  const nftMangle = await dump('iptables-nft', ['-t', 'mangle']);
+  if (legacyMangle === undefined && nftMangle === undefined) return { binary: 'iptables', reason: 'neither iptables-legacy nor iptables-nft is installed; using the default iptables' };
+  const hinted = (d: string | undefined): boolean => d !== undefined && BACKEND_HINT_CHAINS.some((c) => d.includes(c));
+  if (hinted(legacyMangle) && !hinted(nftMangle)) return { binary: 'iptables-legacy', reason: 'kubelet hint chain found in iptables-legacy' };
+  if (hinted(nftMangle)) return { binary: 'iptables-nft', reason: 'kubelet hint chain found in iptables-nft' };
+  const rules = (d: string | undefined): number => (d === undefined ? 0 : d.split('\n').filter((l) => l.startsWith('-A ')).length);
+  const legacy = legacyMangle === undefined ? 0 : rules(await dump('iptables-legacy', []));
+  const nft = nftMangle === undefined ? 0 : rules(await dump('iptables-nft', []));
+  if (legacyMangle !== undefined && legacy > nft) return { binary: 'iptables-legacy', reason: `iptables-legacy holds more rules (${legacy} against ${nft})` };
+  if (nftMangle !== undefined && nft > 0) return { binary: 'iptables-nft', reason: `iptables-nft holds rules (${nft} against ${legacy})` };
+  return { binary: 'iptables', reason: 'no rules and no hint in either backend; using the default iptables' };
+}

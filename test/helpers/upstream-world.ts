@@ -6,6 +6,7 @@
  */
 import type { KernelRenderOptions } from '../../src/backends/backend.js';
 import type { EndpointSliceObject, NodeObject, Protocol, ServiceObject, ServicePortSpec } from '../../src/core/objects.js';
+import type { SourceEvent } from '../../src/core/events.js';
 import { SnapshotBuilder, type Snapshot } from '../../src/core/snapshot.js';
 import { ep, slice, svc } from './objects.js';
 
@@ -28,13 +29,16 @@ export function port(name: string, p: number, protocol: Protocol = 'TCP', nodePo
   return { name, protocol, port: p, targetPort: p, nodePort };
 }
 
+/** The source event that adds an object. */
+export function addEvent(o: Obj): SourceEvent {
+  if (o.kind === 'Service') return { kind: 'Service', type: 'add', object: o };
+  if (o.kind === 'Node') return { kind: 'Node', type: 'add', object: o };
+  return { kind: 'EndpointSlice', type: 'add', object: o };
+}
+
 export function builder(objects: readonly Obj[], nodeName = NODE): SnapshotBuilder {
   const b = new SnapshotBuilder(nodeName);
-  for (const o of objects) {
-    if (o.kind === 'Service') b.handle({ kind: 'Service', type: 'add', object: o });
-    else if (o.kind === 'Node') b.handle({ kind: 'Node', type: 'add', object: o });
-    else b.handle({ kind: 'EndpointSlice', type: 'add', object: o });
-  }
+  for (const o of objects) b.handle(addEvent(o));
   return b;
 }
 

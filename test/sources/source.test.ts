@@ -407,7 +407,7 @@ test('a process that starts and closes the source exits by itself', () => {
   const script = `
     import { ManifestSource } from ${JSON.stringify(module)};
     import { writeFileSync } from 'node:fs';
-    const src = new ManifestSource({ path: ${JSON.stringify(dir)}, nodeName: 'n1', onProblem: () => {} });
+    const src = new ManifestSource({ path: ${JSON.stringify(dir)}, nodeName: 'n1', onProblem: () => {}, debounceMs: 200 }); // closed before the re-read
     let n = 0;
     await src.start(() => { n++; });
     writeFileSync(${JSON.stringify(join(dir, 'a.yaml'))}, 'kind: Service\\n');

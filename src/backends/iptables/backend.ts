@@ -16,7 +16,7 @@ import { committedBefore, RestoreError, type Iptables } from '../../platform/ipt
 import type { Backend } from '../backend.js';
 import type { IptablesModel, IptablesRenderOptions, TableName } from './model.js';
 import { isServiceChainName } from './names.js';
-import { CANARY_CHAIN, CANARY_TABLES, JUMP_RULES, TOP_LEVEL_CHAINS, jumpRulesFor, renderIptables, type JumpRule } from './render.js';
+import { CANARY_CHAIN, CANARY_TABLES, IptablesRenderer, JUMP_RULES, TOP_LEVEL_CHAINS, jumpRulesFor, renderIptables, type JumpRule } from './render.js';
 import { serializeFull, serializePartial } from './serialize.js';
 
 export interface IptablesBackendOptions {
@@ -36,9 +36,12 @@ export class IptablesBackend implements Backend {
   private applied: IptablesModel | undefined;
   private synced = false;
   private readonly conntrack: UdpConntrackCleaner;
+  /** Re-renders only the service ports that changed since the previous sync's snapshot. */
+  private readonly renderer: IptablesRenderer;
 
   constructor(private readonly opts: IptablesBackendOptions) {
     this.conntrack = new UdpConntrackCleaner(opts.conntrack, opts.log, opts.metrics);
+    this.renderer = new IptablesRenderer(opts.render);
   }
 
   /** The exact restore input a full sync of this snapshot writes (for --dry-run). */
@@ -47,17 +50,22 @@ export class IptablesBackend implements Backend {
   }
 
   async sync(snap: Snapshot): Promise<void> {
-    const model = renderIptables(snap, this.opts.render);
+    const model = this.renderer.render(snap);
     const firstSync = !this.synced;
     let full = snap.full || this.applied === undefined;
-    if (!full && !(await this.intact(this.applied ?? model))) {
+    // A sync for a change checks only the mangle canary (upstream's flush monitor; mangle is small,
+    // where every check in nat or filter makes the tool load the whole table); a periodic sync
+    // with nothing changed also checks every jump from the built-in chains.
+    if (!full && !(await this.intact(this.applied ?? model, snap.changed.size > 0))) {
       this.opts.log.warn('kproxy rules were flushed or deleted by someone else; resyncing everything');
       full = true;
     }
     let text: string;
+    let dumps: Map<TableName, string> | undefined;
     if (full) {
-      await this.ensureCanaries();
-      text = serializeFull(model, await this.staleChains(model));
+      dumps = new Map<TableName, string>();
+      for (const table of ['filter', 'nat'] as const) dumps.set(table, await this.opts.iptables.save(table));
+      text = await this.withCanariesAndJumps(serializeFull(model, staleChains(model, dumps)), jumpRulesFor(model), dumps);
     } else {
       text = serializePartial(model, { changed: snap.changed, previous: this.applied ?? model });
     }
@@ -70,7 +78,6 @@ export class IptablesBackend implements Backend {
       this.applied = undefined; // force a full sync next
       throw err;
     }
-    if (full) await this.ensureJumps(jumpRulesFor(model));
     for (const [spn, reason] of model.skipped) {
       if (full || snap.changed.has(spn)) this.opts.log.error('service port skipped: not programmed', { servicePort: spn, reason });
     }
@@ -106,8 +113,9 @@ export class IptablesBackend implements Backend {
     }
   }
 
-  /** The jumps from built-in chains and the canary chains are still there (no external flush). */
-  private async intact(model: IptablesModel): Promise<boolean> {
+  /** The canary chains (and, unless canaryOnly, the jumps from built-in chains) are still there. */
+  private async intact(model: IptablesModel, canaryOnly: boolean): Promise<boolean> {
+    if (canaryOnly) return this.opts.iptables.chainExists(CANARY_TABLES[0], CANARY_CHAIN);
     for (const j of jumpRulesFor(model)) {
       if (!(await this.opts.iptables.hasRule(j.table, j.chain, j.args))) return false;
     }
@@ -117,27 +125,33 @@ export class IptablesBackend implements Backend {
     return true;
   }
 
-  private async ensureCanaries(): Promise<void> {
-    for (const table of CANARY_TABLES) await this.opts.iptables.ensureChain(table, CANARY_CHAIN);
-  }
-
-  /** Upstream's order: make sure each target chain exists, then the jump (prepended). */
-  private async ensureJumps(jumps: readonly JumpRule[]): Promise<void> {
-    for (const j of jumps) {
-      await this.opts.iptables.ensureChain(j.table, j.target);
-      await this.opts.iptables.ensureRule(j.table, j.chain, j.args, j.position);
-    }
-  }
-
-  /** KUBE-* per-service chains in the kernel that the model does not have. */
-  private async staleChains(model: IptablesModel): Promise<Map<TableName, string[]>> {
-    const out = new Map<TableName, string[]>();
+  /**
+   * The restore text with the canary chains and the jumps from the built-in chains added to it,
+   * as upstream's EnsureChain/EnsureRule (prepend, in list order) would leave them, for whatever
+   * the filter/nat dumps show missing. Upstream runs a command per chain and rule; in the legacy
+   * backend each one loads and rewrites a whole table (tens of seconds at 10,000 services), so
+   * they ride in the one restore instead, before each table's COMMIT (after the jump targets are
+   * declared). The mangle canary is checked on its own (mangle is small and not dumped).
+   */
+  private async withCanariesAndJumps(text: string, jumps: readonly JumpRule[], dumps: ReadonlyMap<TableName, string>): Promise<string> {
+    const extra = new Map<string, string[]>();
     for (const table of ['filter', 'nat'] as const) {
-      const dump = await this.opts.iptables.save(table);
-      const have = [...dump.matchAll(/^:(\S+) /gm)].map((m) => m[1] ?? '');
-      const want = model[table].chains;
-      out.set(table, have.filter((c) => OWNED_PREFIXES.some((p) => c.startsWith(p)) && !want.has(c)));
+      const dump = dumps.get(table) ?? '';
+      const lines: string[] = [];
+      if (!dump.includes(`\n:${CANARY_CHAIN} `)) lines.push(`:${CANARY_CHAIN} - [0:0]`);
+      for (const j of jumps) {
+        if (j.table === table && !dump.includes(`\n${ruleText('-A', j)}\n`)) lines.push(ruleText('-I', j));
+      }
+      if (lines.length > 0) extra.set(table, lines);
     }
+    let out = text;
+    for (const [table, lines] of extra) {
+      const start = out.indexOf(`*${table}\n`);
+      const commit = out.indexOf('\nCOMMIT\n', start);
+      if (start < 0 || commit < 0) throw new Error(`iptables backend: no ${table} section in the restore input`);
+      out = out.slice(0, commit + 1) + lines.join('\n') + out.slice(commit);
+    }
+    if (!(await this.opts.iptables.chainExists('mangle', CANARY_CHAIN))) out = `*mangle\n:${CANARY_CHAIN} - [0:0]\nCOMMIT\n` + out;
     return out;
   }
 
@@ -145,6 +159,25 @@ export class IptablesBackend implements Backend {
   close(): Promise<void> {
     return Promise.resolve();
   }
+}
+
+/** KUBE-* per-service chains in the kernel (per the dumps) that the model does not have. */
+function staleChains(model: IptablesModel, dumps: ReadonlyMap<TableName, string>): Map<TableName, string[]> {
+  const out = new Map<TableName, string[]>();
+  for (const [table, dump] of dumps) {
+    const have = [...dump.matchAll(/^:(\S+) /gm)].map((m) => m[1] ?? '');
+    const want = model[table].chains;
+    out.set(table, have.filter((c) => OWNED_PREFIXES.some((p) => c.startsWith(p)) && !want.has(c)));
+  }
+  return out;
+}
+
+/**
+ * The jump as restore input: `-I CHAIN 1 args` (prepend), or `-A CHAIN args`, which is also how
+ * iptables-save prints it; arguments with spaces in double quotes.
+ */
+function ruleText(op: '-A' | '-I', j: JumpRule): string {
+  return [op, j.chain, ...(op === '-I' ? ['1'] : []), ...j.args.map((a) => (/\s/.test(a) ? `"${a}"` : a))].join(' ');
 }
 
 /** Only the given tables' sections of a restore input. */

@@ -65,16 +65,17 @@ export function serializePartial(model: IptablesModel, opts: PartialOptions): st
   const out: string[] = [];
   for (const table of TABLES) {
     const chains = model[table].chains;
-    const owned = new Set<string>();
+    // Every per-service chain of a model is owned by its service port, and nothing else is.
     const rewriteChains = new Set<string>();
-    for (const [spn, sc] of model.serviceChains) {
-      for (const c of sc[table]) {
-        owned.add(c);
-        if (rewrite.has(spn)) rewriteChains.add(c);
-      }
+    for (const spn of rewrite) for (const c of model.serviceChains.get(spn)?.[table] ?? []) rewriteChains.add(c);
+    const write: string[] = [];
+    for (const c of chains.keys()) if (!isServiceChainName(c) || rewriteChains.has(c)) write.push(c);
+    // Chains to delete: of the previous ports whose chain list is not the very same now.
+    const remove: string[] = [];
+    for (const [spn, sc] of opts.previous.serviceChains) {
+      if (model.serviceChains.get(spn) === sc) continue;
+      for (const c of sc[table]) if (!chains.has(c)) remove.push(c);
     }
-    const write = [...chains.keys()].filter((c) => !owned.has(c) || rewriteChains.has(c));
-    const remove = [...opts.previous[table].chains.keys()].filter((c) => !chains.has(c) && isServiceChainName(c));
     renderTable(model, table, { write, remove }, out);
   }
   return out.join('\n') + '\n';
@@ -91,6 +92,8 @@ export function changedPorts(model: IptablesModel, opts: PartialOptions): Set<Se
       continue;
     }
     const before = opts.previous.serviceChains.get(spn);
+    // The same frozen list as before (the incremental renderer reused this port): unchanged.
+    if (before === sc) continue;
     if (!before || !sameNames(sc.filter, before.filter, opts.previous.filter.chains) || !sameNames(sc.nat, before.nat, opts.previous.nat.chains)) {
       out.add(spn);
     }

@@ -5,7 +5,7 @@
  * once and deleted at a later sync, at least a second afterwards (before Linux 6.2 a chain a
  * just-deleted map element pointed at is still "in use" for a moment, as upstream notes).
  */
-import { KproxyError } from '../../core/errors.js';
+import { KproxyError, errorMessage } from '../../core/errors.js';
 import type { Snapshot } from '../../core/snapshot.js';
 import type { Logger } from '../../observability/log.js';
 import type { ProxyMetrics } from '../../observability/metrics.js';
@@ -15,9 +15,9 @@ import type { Exec } from '../../platform/exec.js';
 import type { Backend } from '../backend.js';
 import { UdpConntrackCleaner } from '../conntrack-cleanup.js';
 import type { NftablesModel, NftablesRenderOptions } from './model.js';
-import { TABLE } from './names.js';
-import { renderNftables } from './render.js';
-import { serializeCleanup, serializeDeleteChains, serializeFull, serializePartial, stillStale } from './serialize.js';
+import { NAT_PREROUTING, TABLE, isServiceChainName } from './names.js';
+import { NftablesRenderer, renderNftables } from './render.js';
+import { serializeCleanup, serializeDeleteChains, serializeFull, serializePartial, stillStale, type NftTransaction } from './serialize.js';
 
 export interface NftablesBackendOptions {
   readonly exec: Exec;
@@ -39,9 +39,12 @@ export class NftablesBackend implements Backend {
   private readonly pendingStale = new Map<string, number>();
   private readonly conntrack: UdpConntrackCleaner;
   private readonly family: 'ip' | 'ip6';
+  /** Re-renders only the service ports that changed since the previous sync's snapshot. */
+  private readonly renderer: NftablesRenderer;
 
   constructor(private readonly opts: NftablesBackendOptions) {
     this.conntrack = new UdpConntrackCleaner(opts.conntrack, opts.log, opts.metrics);
+    this.renderer = new NftablesRenderer(opts.render);
     this.family = opts.render.family === 'IPv6' ? 'ip6' : 'ip';
   }
 
@@ -71,44 +74,65 @@ export class NftablesBackend implements Backend {
     };
   }
 
-  /** Our table is still there (nobody ran `nft flush ruleset` or deleted it). */
-  private async intact(): Promise<boolean> {
-    const r = await this.opts.exec('nft', ['list', 'chain', this.family, TABLE, 'nat-prerouting']);
-    return r.code === 0 && /jump services/.test(r.stdout);
-  }
-
   async sync(snap: Snapshot): Promise<void> {
-    const model = renderNftables(snap, this.opts.render);
+    const model = this.renderer.render(snap);
     const firstSync = !this.synced;
     let full = snap.full || this.applied === undefined;
-    if (!full && !(await this.intact())) {
+    let tx: NftTransaction | undefined;
+    let partialFailed = false;
+    // A sync with nothing changed (periodic) checks that the table is intact: an outside
+    // `nft flush table` empties every chain and keeps the maps, which no partial transaction
+    // would notice. Syncs for a change skip it: any `nft list` loads the whole table.
+    if (!full && snap.changed.size === 0 && !(await this.intact())) {
       this.opts.log.warn('the kube-proxy nftables table was deleted or flushed by someone else; resyncing everything');
       full = true;
     }
-    let tx;
-    if (full) {
+    const now = this.opts.clock.now();
+    // Chains flushed by an earlier sync and not used again: delete them in this transaction.
+    const due = stillStale(model, [...this.pendingStale].filter(([, at]) => now - at >= STALE_CHAIN_DELAY_MS).map(([c]) => c));
+    if (!full) {
+      // The fixed chains (hooks, jumps, masquerading) are rewritten in every transaction, which
+      // repairs an outside flush of them, except the one intact() looks at; a deleted table or
+      // map makes the transaction fail, and then a full sync follows at once.
+      tx = serializePartial(model, { previous: this.applied ?? model, changed: snap.changed, rewriteChains: this.fixedChains(model) });
+      try {
+        await this.nft(due.length > 0 ? tx.text + serializeDeleteChains(this.family, due) : tx.text);
+      } catch (err) {
+        this.opts.metrics.nftablesSyncFailures.inc();
+        partialFailed = true;
+        this.opts.log.warn('partial nftables sync failed (was the kube-proxy table changed by someone else?); resyncing everything', { err: errorMessage(err) });
+        full = true;
+      }
+    }
+    if (full || tx === undefined) {
       const ex = await this.existing();
       tx = serializeFull(model, { existingChains: ex.chains, existingSets: ex.sets });
+      try {
+        await this.nft(tx.text);
+      } catch (err) {
+        if (!partialFailed) this.opts.metrics.nftablesSyncFailures.inc(); // one failed sync counts once
+        this.applied = undefined;
+        throw err;
+      }
     } else {
-      tx = serializePartial(model, { previous: this.applied ?? model, changed: snap.changed });
+      for (const c of due) this.pendingStale.delete(c);
     }
-    // Chains flushed by an earlier sync and not used again: delete them in this transaction.
-    const now = this.opts.clock.now();
-    const due = stillStale(model, [...this.pendingStale].filter(([, at]) => now - at >= STALE_CHAIN_DELAY_MS).map(([c]) => c));
-    const text = due.length > 0 && !full ? tx.text + serializeDeleteChains(this.family, due) : tx.text;
-    try {
-      await this.nft(text);
-    } catch (err) {
-      this.opts.metrics.nftablesSyncFailures.inc();
-      this.applied = undefined;
-      throw err;
-    }
-    if (!full) for (const c of due) this.pendingStale.delete(c);
     for (const c of [...this.pendingStale.keys()]) if (model.chains.has(c)) this.pendingStale.delete(c);
     for (const c of tx.staleChains) if (!this.pendingStale.has(c)) this.pendingStale.set(c, now);
     this.applied = model;
     this.synced = true;
     await this.conntrack.clean(snap, firstSync);
+  }
+
+  /** The chains that are not any service port's (few and small), but the one intact() checks. */
+  private fixedChains(model: NftablesModel): string[] {
+    return [...model.chains.keys()].filter((c) => !isServiceChainName(c) && c !== NAT_PREROUTING);
+  }
+
+  /** Our table is still there and not flushed (nat-prerouting still jumps to services). */
+  private async intact(): Promise<boolean> {
+    const r = await this.opts.exec('nft', ['list', 'chain', this.family, TABLE, NAT_PREROUTING]);
+    return r.code === 0 && /jump services/.test(r.stdout);
   }
 
   /** nftables mode keeps its table on exit (as upstream); `--cleanup` deletes it. */

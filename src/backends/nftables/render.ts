@@ -9,7 +9,7 @@ import type { Endpoint } from '../../core/endpoints.js';
 import type { ServicePortName } from '../../core/ids.js';
 import type { ServicePort } from '../../core/service-port.js';
 import type { Snapshot } from '../../core/snapshot.js';
-import { categorizeEndpoints, nodeTopology } from '../../core/traffic-policy.js';
+import { categorizeEndpoints, nodeTopology, type NodeTopology } from '../../core/traffic-policy.js';
 import { canonicalIP, parseCIDR } from '../../core/ip.js';
 import { masqueradeMark } from '../iptables/names.js';
 import type { BaseChainSpec, NftChain, NftElement, NftSet, NftablesModel, NftablesRenderOptions, ServicePortObjects } from './model.js';
@@ -48,10 +48,25 @@ export const JUMP_CHAINS: readonly { readonly dst: string; readonly src: string;
   { dst: CLUSTER_IPS_CHECK, src: FILTER_OUTPUT_POST_DNAT, match: 'ct state new' },
 ]);
 
+/**
+ * Collects chains, sets and elements: of the fixed part of the ruleset (header), or of one
+ * service port (a piece, which may add elements to the header's shared sets).
+ */
 class ModelBuilder {
   readonly chains = new Map<string, { name: string; base?: BaseChainSpec; comment?: string; rules: string[] }>();
   readonly sets = new Map<string, NftSet>();
   readonly elements = new Map<string, NftElement[]>();
+  private readonly keys = new Map<string, Set<string>>();
+
+  /** sharedSets: for a service port's piece, the header's sets it may add elements to. */
+  constructor(private readonly sharedSets?: ReadonlySet<string>) {}
+
+  /** The chains, frozen as the model holds them. */
+  frozenChains(): Map<string, NftChain> {
+    const out = new Map<string, NftChain>();
+    for (const [name, c] of this.chains) out.set(name, Object.freeze({ ...c, rules: Object.freeze(c.rules) }));
+    return out;
+  }
 
   chain(name: string, extra: { base?: BaseChainSpec; comment?: string } = {}): void {
     if (this.chains.has(name)) return; // upstream's ensureChain: declared once
@@ -72,10 +87,16 @@ class ModelBuilder {
   }
 
   element(set: string, e: NftElement): void {
-    const list = this.elements.get(set);
-    if (!list) throw new Error(`nftables render: element for undeclared set ${set}`);
+    let list = this.elements.get(set);
+    if (!list) {
+      if (!this.sharedSets?.has(set)) throw new Error(`nftables render: element for undeclared set ${set}`);
+      this.elements.set(set, (list = []));
+    }
+    let keys = this.keys.get(set);
+    if (!keys) this.keys.set(set, (keys = new Set()));
     // A key appears once per set; the first writer wins (as the kernel would refuse a second add).
-    if (list.some((x) => x.key === e.key)) return;
+    if (keys.has(e.key)) return;
+    keys.add(e.key);
     list.push(e);
   }
 }
@@ -126,289 +147,436 @@ function compareNames(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
 }
 
-export function renderNftables(snap: Snapshot, options: NftablesRenderOptions): NftablesModel {
-  const family = options.family;
-  const v6 = family === 'IPv6';
-  const ipX = v6 ? 'ip6' : 'ip';
-  const addrType = v6 ? 'ipv6_addr' : 'ipv4_addr';
-  const noLocalhost = v6 ? 'ip6 daddr != ::1' : 'ip daddr != 127.0.0.0/8';
-  const mark = masqueradeMark(options.masqueradeBit);
+/** What a render needs from the options, computed once per renderer. */
+interface RenderContext {
+  readonly options: NftablesRenderOptions;
+  readonly family: 'IPv4' | 'IPv6';
+  readonly ipX: string;
+  readonly addrType: string;
+  readonly ifLocal: string | undefined;
+  readonly ifNotLocal: string | undefined;
+  readonly primaryNodeIP: string | undefined;
+}
 
-  const npCIDRs = options.nodePortAddresses
-    .map((t) => parseCIDR(t.trim()))
-    .filter((c): c is NonNullable<typeof c> => c !== undefined && c.family === family);
-  const matchAll = npCIDRs.length === 0 || npCIDRs.some((c) => c.cidr.endsWith('/0'));
+/** One service port's share of the model. */
+interface PortFragment {
+  readonly chains: ReadonlyMap<string, NftChain>;
+  /** Its affinity sets. */
+  readonly sets: ReadonlyMap<string, NftSet>;
+  /** Its elements of the shared sets and maps. */
+  readonly elements: ReadonlyMap<string, readonly NftElement[]>;
+  readonly objects: ServicePortObjects;
+  readonly noLocalInternal: number;
+  readonly noLocalExternal: number;
+}
 
-  const localCIDR = options.clusterCIDRs.map((t) => parseCIDR(t.trim())).find((c) => c !== undefined && c.family === family);
-  const ifLocal = localCIDR ? `${ipX} saddr ${localCIDR.cidr}` : undefined;
-  const ifNotLocal = localCIDR ? `${ipX} saddr != ${localCIDR.cidr}` : undefined;
+interface PortEntry {
+  readonly sp: ServicePort;
+  readonly eps: readonly Endpoint[];
+  readonly view: PortView | string | undefined;
+  fragment: PortFragment | undefined;
+}
 
-  const primaryNodeIP = options.primaryNodeIP ?? options.nodeIPs.find((ip) => {
-    const c = canonicalIP(ip);
-    return c !== undefined && c.family === family && !c.ip.startsWith('127.') && c.ip !== '::1';
-  });
+const NO_ENDPOINTS: readonly Endpoint[] = Object.freeze([]);
 
-  const b = new ModelBuilder();
-  const absentSets: string[] = [];
+/**
+ * Renders snapshots one after another, re-rendering only the service ports whose ServicePort or
+ * endpoint list is a different object than at the previous render (the snapshot keeps the very
+ * same objects for ports that did not change) and reusing the rest. The result is always exactly
+ * what a fresh render of the snapshot gives (renderNftables): only the work differs.
+ */
+export class NftablesRenderer {
+  private readonly ctx: RenderContext;
+  private readonly headerChains: ReadonlyMap<string, NftChain>;
+  private readonly headerSets: ReadonlyMap<string, NftSet>;
+  private readonly headerElements: ReadonlyMap<string, readonly NftElement[]>;
+  private readonly sharedSets: ReadonlySet<string>;
+  private readonly absentSets: readonly string[];
+  private entries = new Map<ServicePortName, PortEntry>();
+  private order: ServicePortName[] = [];
+  /** This node's name and zone at the last render: a change re-renders every port (topology hints). */
+  private topologyKey: string | undefined;
+  /** Service ports rendered by the last call (for benches and tests). */
+  lastRendered = 0;
 
-  // --- setupNFTables: base chains, jumps, top-level chains.
-  for (const bc of BASE_CHAINS) b.chain(bc.name, { base: { type: bc.type, hook: bc.hook, priority: bc.priority } });
-  for (const j of JUMP_CHAINS) {
-    b.chain(j.dst);
-    b.rule(j.src, j.match === '' ? `jump ${j.dst}` : `${j.match} jump ${j.dst}`);
-  }
-  b.chain(MARK_MASQ_CHAIN);
-  b.rule(MARK_MASQ_CHAIN, `mark set mark or ${mark}`);
-  b.rule(MASQUERADING_CHAIN, `mark and ${mark} == 0 return`);
-  // Clear the mark so a packet that traverses the stack again is not masqueraded twice.
-  b.rule(MASQUERADING_CHAIN, `mark set mark xor ${mark}`);
-  b.rule(MASQUERADING_CHAIN, 'masquerade fully-random');
+  constructor(options: NftablesRenderOptions) {
+    const family = options.family;
+    const v6 = family === 'IPv6';
+    const ipX = v6 ? 'ip6' : 'ip';
+    const addrType = v6 ? 'ipv6_addr' : 'ipv4_addr';
+    const noLocalhost = v6 ? 'ip6 daddr != ::1' : 'ip daddr != 127.0.0.0/8';
+    const mark = masqueradeMark(options.masqueradeBit);
 
-  b.set({ name: CLUSTER_IPS_SET, kind: 'set', type: addrType, comment: 'Active ClusterIPs' });
-  b.set({ name: NODEPORT_IPS_SET, kind: 'set', type: addrType, comment: 'IPs that accept NodePort traffic' });
-  if (matchAll) {
-    absentSets.push(NODEPORT_IPS_SET);
-  } else {
-    for (const text of options.nodeIPs) {
-      const c = canonicalIP(text);
-      if (!c || c.family !== family) continue;
-      if (c.ip.startsWith('127.') || c.ip === '::1') continue; // localhost NodePorts are not supported
-      b.element(NODEPORT_IPS_SET, { key: c.ip });
+    const npCIDRs = options.nodePortAddresses
+      .map((t) => parseCIDR(t.trim()))
+      .filter((c): c is NonNullable<typeof c> => c !== undefined && c.family === family);
+    const matchAll = npCIDRs.length === 0 || npCIDRs.some((c) => c.cidr.endsWith('/0'));
+
+    const localCIDR = options.clusterCIDRs.map((t) => parseCIDR(t.trim())).find((c) => c !== undefined && c.family === family);
+    const ifLocal = localCIDR ? `${ipX} saddr ${localCIDR.cidr}` : undefined;
+    const ifNotLocal = localCIDR ? `${ipX} saddr != ${localCIDR.cidr}` : undefined;
+
+    const primaryNodeIP = options.primaryNodeIP ?? options.nodeIPs.find((ip) => {
+      const c = canonicalIP(ip);
+      return c !== undefined && c.family === family && !c.ip.startsWith('127.') && c.ip !== '::1';
+    });
+
+    const b = new ModelBuilder();
+    const absentSets: string[] = [];
+
+    // --- setupNFTables: base chains, jumps, top-level chains.
+    for (const bc of BASE_CHAINS) b.chain(bc.name, { base: { type: bc.type, hook: bc.hook, priority: bc.priority } });
+    for (const j of JUMP_CHAINS) {
+      b.chain(j.dst);
+      b.rule(j.src, j.match === '' ? `jump ${j.dst}` : `${j.match} jump ${j.dst}`);
     }
+    b.chain(MARK_MASQ_CHAIN);
+    b.rule(MARK_MASQ_CHAIN, `mark set mark or ${mark}`);
+    b.rule(MASQUERADING_CHAIN, `mark and ${mark} == 0 return`);
+    // Clear the mark so a packet that traverses the stack again is not masqueraded twice.
+    b.rule(MASQUERADING_CHAIN, `mark set mark xor ${mark}`);
+    b.rule(MASQUERADING_CHAIN, 'masquerade fully-random');
+
+    b.set({ name: CLUSTER_IPS_SET, kind: 'set', type: addrType, comment: 'Active ClusterIPs' });
+    b.set({ name: NODEPORT_IPS_SET, kind: 'set', type: addrType, comment: 'IPs that accept NodePort traffic' });
+    if (matchAll) {
+      absentSets.push(NODEPORT_IPS_SET);
+    } else {
+      for (const text of options.nodeIPs) {
+        const c = canonicalIP(text);
+        if (!c || c.family !== family) continue;
+        if (c.ip.startsWith('127.') || c.ip === '::1') continue; // localhost NodePorts are not supported
+        b.element(NODEPORT_IPS_SET, { key: c.ip });
+      }
+    }
+
+    b.set({ name: NO_ENDPOINT_SERVICES_MAP, kind: 'map', type: `${addrType} . inet_proto . inet_service : verdict`, comment: 'vmap to drop or reject packets to services with no endpoints' });
+    b.set({ name: NO_ENDPOINT_NODEPORTS_MAP, kind: 'map', type: 'inet_proto . inet_service : verdict', comment: 'vmap to drop or reject packets to service nodeports with no endpoints' });
+    b.chain(REJECT_CHAIN, { comment: 'helper for @no-endpoint-services / @no-endpoint-nodeports' });
+    b.rule(REJECT_CHAIN, 'reject');
+
+    b.rule(SERVICE_ENDPOINTS_CHECK, `${ipX} daddr . meta l4proto . th dport vmap @${NO_ENDPOINT_SERVICES_MAP}`);
+    b.rule(NODEPORT_ENDPOINTS_CHECK, matchAll
+      ? `fib daddr type local ${noLocalhost} meta l4proto . th dport vmap @${NO_ENDPOINT_NODEPORTS_MAP}`
+      : `${ipX} daddr @${NODEPORT_IPS_SET} meta l4proto . th dport vmap @${NO_ENDPOINT_NODEPORTS_MAP}`);
+
+    b.rule(CLUSTER_IPS_CHECK, `${ipX} daddr @${CLUSTER_IPS_SET} reject`, 'Reject traffic to invalid ports of ClusterIPs');
+    const serviceCIDRs = (options.serviceCIDRs ?? [])
+      .map((t) => parseCIDR(t.trim()))
+      .filter((c): c is NonNullable<typeof c> => c !== undefined && c.family === family)
+      .map((c) => c.cidr);
+    if (serviceCIDRs.length > 0) {
+      b.rule(CLUSTER_IPS_CHECK, `${ipX} daddr { ${[...new Set(serviceCIDRs)].join(', ')} } drop`, 'Drop traffic to unallocated ClusterIPs');
+    }
+
+    b.set({ name: FIREWALL_IPS_MAP, kind: 'map', type: `${addrType} . inet_proto . inet_service : verdict`, comment: 'destinations that are subject to LoadBalancerSourceRanges' });
+    b.rule(FIREWALL_CHECK, `${ipX} daddr . meta l4proto . th dport vmap @${FIREWALL_IPS_MAP}`);
+
+    b.set({ name: SERVICE_IPS_MAP, kind: 'map', type: `${addrType} . inet_proto . inet_service : verdict`, comment: 'ClusterIP, ExternalIP and LoadBalancer IP traffic' });
+    b.set({ name: SERVICE_NODEPORTS_MAP, kind: 'map', type: 'inet_proto . inet_service : verdict', comment: 'NodePort traffic' });
+    b.rule(SERVICES_CHAIN, `${ipX} daddr . meta l4proto . th dport vmap @${SERVICE_IPS_MAP}`);
+    b.rule(SERVICES_CHAIN, matchAll
+      ? `fib daddr type local ${noLocalhost} meta l4proto . th dport vmap @${SERVICE_NODEPORTS_MAP}`
+      : `${ipX} daddr @${NODEPORT_IPS_SET} meta l4proto . th dport vmap @${SERVICE_NODEPORTS_MAP}`);
+
+    this.ctx = { options, family, ipX, addrType, ifLocal, ifNotLocal, primaryNodeIP };
+    this.headerChains = b.frozenChains();
+    this.headerSets = b.sets;
+    const elements = new Map<string, readonly NftElement[]>();
+    for (const [name, l] of b.elements) elements.set(name, Object.freeze(l));
+    this.headerElements = elements;
+    this.sharedSets = new Set(b.elements.keys());
+    this.absentSets = Object.freeze(absentSets);
   }
 
-  b.set({ name: NO_ENDPOINT_SERVICES_MAP, kind: 'map', type: `${addrType} . inet_proto . inet_service : verdict`, comment: 'vmap to drop or reject packets to services with no endpoints' });
-  b.set({ name: NO_ENDPOINT_NODEPORTS_MAP, kind: 'map', type: 'inet_proto . inet_service : verdict', comment: 'vmap to drop or reject packets to service nodeports with no endpoints' });
-  b.chain(REJECT_CHAIN, { comment: 'helper for @no-endpoint-services / @no-endpoint-nodeports' });
-  b.rule(REJECT_CHAIN, 'reject');
+  render(snap: Snapshot): NftablesModel {
+    const family = this.ctx.family;
+    const prev = this.entries;
+    const next = new Map<ServicePortName, PortEntry>();
+    let namesChanged = snap.servicePorts.size !== prev.size;
+    for (const [name, sp] of snap.servicePorts) {
+      const eps = snap.endpoints.get(name) ?? NO_ENDPOINTS;
+      const old = prev.get(name);
+      if (old !== undefined && old.sp === sp && old.eps === eps) {
+        next.set(name, old);
+        continue;
+      }
+      if (old === undefined) namesChanged = true;
+      next.set(name, { sp, eps, view: viewOf(sp, eps, family), fragment: undefined });
+    }
+    this.entries = next;
+    const topology = nodeTopology(this.ctx.options.nodeName !== '' ? this.ctx.options.nodeName : snap.nodeName, snap.node);
+    const topologyKey = `${topology.nodeName}\0${topology.zone}`;
+    const topologyChanged = topologyKey !== this.topologyKey;
+    this.topologyKey = topologyKey;
+    if (namesChanged) this.order = [...next.keys()].sort(compareNames);
 
-  b.rule(SERVICE_ENDPOINTS_CHECK, `${ipX} daddr . meta l4proto . th dport vmap @${NO_ENDPOINT_SERVICES_MAP}`);
-  b.rule(NODEPORT_ENDPOINTS_CHECK, matchAll
-    ? `fib daddr type local ${noLocalhost} meta l4proto . th dport vmap @${NO_ENDPOINT_NODEPORTS_MAP}`
-    : `${ipX} daddr @${NODEPORT_IPS_SET} meta l4proto . th dport vmap @${NO_ENDPOINT_NODEPORTS_MAP}`);
-
-  b.rule(CLUSTER_IPS_CHECK, `${ipX} daddr @${CLUSTER_IPS_SET} reject`, 'Reject traffic to invalid ports of ClusterIPs');
-  const serviceCIDRs = (options.serviceCIDRs ?? [])
-    .map((t) => parseCIDR(t.trim()))
-    .filter((c): c is NonNullable<typeof c> => c !== undefined && c.family === family)
-    .map((c) => c.cidr);
-  if (serviceCIDRs.length > 0) {
-    b.rule(CLUSTER_IPS_CHECK, `${ipX} daddr { ${[...new Set(serviceCIDRs)].join(', ')} } drop`, 'Drop traffic to unallocated ClusterIPs');
+    const chains = new Map(this.headerChains);
+    const sets = new Map(this.headerSets);
+    const lists = new Map<string, NftElement[]>();
+    const keys = new Map<string, Set<string>>();
+    for (const [name, l] of this.headerElements) {
+      lists.set(name, [...l]);
+      keys.set(name, new Set(l.map((e) => e.key)));
+    }
+    const skipped = new Map<ServicePortName, string>();
+    const servicePorts = new Map<ServicePortName, ServicePortObjects>();
+    let noLocalInternal = 0;
+    let noLocalExternal = 0;
+    let rendered = 0;
+    for (const name of this.order) {
+      const e = next.get(name);
+      if (e === undefined || e.view === undefined) continue;
+      if (typeof e.view === 'string') {
+        skipped.set(name, e.view);
+        continue;
+      }
+      if (e.fragment === undefined || topologyChanged) {
+        e.fragment = renderPort(this.ctx, e.view, this.sharedSets, topology);
+        rendered++;
+      }
+      const f = e.fragment;
+      // Names are hashes of the port: another port's are never the same in practice. If they
+      // were, the first port keeps the chain or set (the second's rules are appended), as a
+      // single-pass render would do.
+      let collided = false;
+      for (const [cn, c] of f.chains) {
+        const had = chains.get(cn);
+        if (had === undefined) chains.set(cn, c);
+        else {
+          collided = true;
+          chains.set(cn, Object.freeze({ ...had, rules: Object.freeze([...had.rules, ...c.rules]) }));
+        }
+      }
+      for (const [sn, s] of f.sets) {
+        if (sets.has(sn)) collided = true;
+        else sets.set(sn, s);
+      }
+      for (const [sn, els] of f.elements) {
+        const l = lists.get(sn);
+        const k = keys.get(sn);
+        if (l === undefined || k === undefined) continue;
+        for (const el of els) {
+          if (k.has(el.key)) continue;
+          k.add(el.key);
+          l.push(el);
+        }
+      }
+      servicePorts.set(name, collided ? ownedAfterCollision(f, chains, sets) : f.objects);
+      noLocalInternal += f.noLocalInternal;
+      noLocalExternal += f.noLocalExternal;
+    }
+    this.lastRendered = rendered;
+    const elements = new Map<string, readonly NftElement[]>();
+    for (const [name, l] of lists) elements.set(name, Object.freeze(l));
+    return Object.freeze({
+      family: family === 'IPv6' ? 'ip6' : 'ip',
+      table: TABLE,
+      chains,
+      sets,
+      elements,
+      absentSets: this.absentSets,
+      servicePorts,
+      skipped,
+      noLocalEndpoints: Object.freeze({ internal: noLocalInternal, external: noLocalExternal }),
+    });
   }
+}
 
-  b.set({ name: FIREWALL_IPS_MAP, kind: 'map', type: `${addrType} . inet_proto . inet_service : verdict`, comment: 'destinations that are subject to LoadBalancerSourceRanges' });
-  b.rule(FIREWALL_CHECK, `${ipX} daddr . meta l4proto . th dport vmap @${FIREWALL_IPS_MAP}`);
+/** After a name collision: the port owns only the chains and sets whose first declaration was its own. */
+function ownedAfterCollision(f: PortFragment, chains: ReadonlyMap<string, NftChain>, sets: ReadonlyMap<string, NftSet>): ServicePortObjects {
+  return Object.freeze({
+    chains: Object.freeze(f.objects.chains.filter((c) => chains.get(c) === f.chains.get(c))),
+    affinitySets: Object.freeze(f.objects.affinitySets.filter((s) => sets.get(s) === f.sets.get(s))),
+    elements: f.objects.elements,
+  });
+}
 
-  b.set({ name: SERVICE_IPS_MAP, kind: 'map', type: `${addrType} . inet_proto . inet_service : verdict`, comment: 'ClusterIP, ExternalIP and LoadBalancer IP traffic' });
-  b.set({ name: SERVICE_NODEPORTS_MAP, kind: 'map', type: 'inet_proto . inet_service : verdict', comment: 'NodePort traffic' });
-  b.rule(SERVICES_CHAIN, `${ipX} daddr . meta l4proto . th dport vmap @${SERVICE_IPS_MAP}`);
-  b.rule(SERVICES_CHAIN, matchAll
-    ? `fib daddr type local ${noLocalhost} meta l4proto . th dport vmap @${SERVICE_NODEPORTS_MAP}`
-    : `${ipX} daddr @${NODEPORT_IPS_SET} meta l4proto . th dport vmap @${SERVICE_NODEPORTS_MAP}`);
+/** A fresh render of one snapshot (same result as an NftablesRenderer's render of it). */
+export function renderNftables(snap: Snapshot, options: NftablesRenderOptions): NftablesModel {
+  return new NftablesRenderer(options).render(snap);
+}
 
-  // --- syncProxyRules: per service port.
-  const skipped = new Map<ServicePortName, string>();
-  const views: PortView[] = [];
-  const topology = nodeTopology(options.nodeName !== '' ? options.nodeName : snap.nodeName, snap.node);
-  for (const name of [...snap.servicePorts.keys()].sort(compareNames)) {
-    const sp = snap.servicePorts.get(name);
-    if (!sp) continue;
-    const v = viewOf(sp, snap.endpoints.get(name) ?? [], family);
-    if (typeof v === 'string') skipped.set(name, v);
-    else if (v !== undefined) views.push(v);
-  }
-
-  const servicePorts = new Map<ServicePortName, ServicePortObjects>();
+/** One service port's chains, affinity sets and shared-set elements. */
+function renderPort(ctx: RenderContext, v: PortView, sharedSets: ReadonlySet<string>, topology: NodeTopology): PortFragment {
+  const { options, ipX, addrType, ifLocal, ifNotLocal, primaryNodeIP } = ctx;
+  const b = new ModelBuilder(sharedSets);
   let noLocalInternal = 0;
   let noLocalExternal = 0;
+  const { sp } = v;
+  const spn: string = sp.name;
+  const proto = sp.protocol.toLowerCase();
+  const port = String(sp.port);
+  const names = serviceChainNames(sp.name, proto);
+  const ownedChains: string[] = [];
+  const ownedSets: string[] = [];
+  const ownedElements = new Map<string, string[]>();
+  const chain = (name: string): void => {
+    if (!b.chains.has(name)) ownedChains.push(name);
+    b.chain(name);
+  };
+  const element = (set: string, e: NftElement): void => {
+    b.element(set, e);
+    let l = ownedElements.get(set);
+    if (!l) ownedElements.set(set, (l = []));
+    if (!l.includes(e.key)) l.push(e.key);
+  };
+  const epNames = (e: Endpoint): { chain: string; affinitySet: string } => endpointNames(sp.name, proto, e.key);
 
-  for (const v of views) {
-    const { sp } = v;
-    const spn: string = sp.name;
-    const proto = sp.protocol.toLowerCase();
-    const port = String(sp.port);
-    const names = serviceChainNames(sp.name, proto);
-    const ownedChains: string[] = [];
-    const ownedSets: string[] = [];
-    const ownedElements = new Map<string, string[]>();
-    const chain = (name: string): void => {
-      if (!b.chains.has(name)) ownedChains.push(name);
-      b.chain(name);
-    };
-    const element = (set: string, e: NftElement): void => {
-      b.element(set, e);
-      let l = ownedElements.get(set);
-      if (!l) ownedElements.set(set, (l = []));
-      if (!l.includes(e.key)) l.push(e.key);
-    };
-    const epNames = (e: Endpoint): { chain: string; affinitySet: string } => endpointNames(sp.name, proto, e.key);
+  const externallyAccessible = sp.nodePort !== 0 || v.loadBalancerIPs.length > 0 || v.externalIPs.length > 0;
+  const isLocal = (e: Endpoint): boolean => (options.nodeName !== '' ? e.nodeName === options.nodeName : e.isLocal);
+  const cat = categorizeEndpoints(sp, v.endpoints, { isLocal, externallyAccessible, topology });
+  const { clusterEndpoints, localEndpoints, usesClusterEndpoints, usesLocalEndpoints } = cat;
+  const hasEndpoints = cat.hasAnyEndpoints;
+  const reachable = cat.allReachable;
 
-    const externallyAccessible = sp.nodePort !== 0 || v.loadBalancerIPs.length > 0 || v.externalIPs.length > 0;
-    const isLocal = (e: Endpoint): boolean => (options.nodeName !== '' ? e.nodeName === options.nodeName : e.isLocal);
-    const cat = categorizeEndpoints(sp, v.endpoints, { isLocal, externallyAccessible, topology });
-    const { clusterEndpoints, localEndpoints, usesClusterEndpoints, usesLocalEndpoints } = cat;
-    const hasEndpoints = cat.hasAnyEndpoints;
-    const reachable = cat.allReachable;
+  for (const e of reachable) chain(epNames(e).chain);
 
-    for (const e of reachable) chain(epNames(e).chain);
+  const clusterPolicyChain = names.cluster;
+  const usesClusterPolicyChain = clusterEndpoints.length > 0 && usesClusterEndpoints;
+  if (usesClusterPolicyChain) chain(clusterPolicyChain);
+  const localPolicyChain = names.local;
+  const usesLocalPolicyChain = localEndpoints.length > 0 && usesLocalEndpoints;
+  if (usesLocalPolicyChain) chain(localPolicyChain);
 
-    const clusterPolicyChain = names.cluster;
-    const usesClusterPolicyChain = clusterEndpoints.length > 0 && usesClusterEndpoints;
-    if (usesClusterPolicyChain) chain(clusterPolicyChain);
-    const localPolicyChain = names.local;
-    const usesLocalPolicyChain = localEndpoints.length > 0 && usesLocalEndpoints;
-    if (usesLocalPolicyChain) chain(localPolicyChain);
+  let internalTrafficChain = clusterPolicyChain;
+  let hasInternalEndpoints = hasEndpoints;
+  if (sp.internalPolicyLocal) {
+    internalTrafficChain = localPolicyChain;
+    if (localEndpoints.length === 0) hasInternalEndpoints = false;
+  }
+  let externalPolicyChain = clusterPolicyChain;
+  let hasExternalEndpoints = hasEndpoints;
+  if (sp.externalPolicyLocal) {
+    externalPolicyChain = localPolicyChain;
+    if (localEndpoints.length === 0) hasExternalEndpoints = false;
+  }
+  const externalTrafficChain = names.external;
+  // On hasEndpoints, not hasExternalEndpoints: the local-traffic short-circuits are needed anyway.
+  const usesExternalTrafficChain = hasEndpoints && externallyAccessible;
+  if (usesExternalTrafficChain) chain(externalTrafficChain);
 
-    let internalTrafficChain = clusterPolicyChain;
-    let hasInternalEndpoints = hasEndpoints;
-    if (sp.internalPolicyLocal) {
-      internalTrafficChain = localPolicyChain;
-      if (localEndpoints.length === 0) hasInternalEndpoints = false;
-    }
-    let externalPolicyChain = clusterPolicyChain;
-    let hasExternalEndpoints = hasEndpoints;
-    if (sp.externalPolicyLocal) {
-      externalPolicyChain = localPolicyChain;
-      if (localEndpoints.length === 0) hasExternalEndpoints = false;
-    }
-    const externalTrafficChain = names.external;
-    // On hasEndpoints, not hasExternalEndpoints: the local-traffic short-circuits are needed anyway.
-    const usesExternalTrafficChain = hasEndpoints && externallyAccessible;
-    if (usesExternalTrafficChain) chain(externalTrafficChain);
-
-    let internalVerdict = '';
-    let externalVerdict = '';
-    if (!hasEndpoints) {
-      internalVerdict = `goto ${REJECT_CHAIN}`;
-      externalVerdict = `goto ${REJECT_CHAIN}`;
-    } else {
-      if (!hasInternalEndpoints) {
-        internalVerdict = 'drop';
-        noLocalInternal++;
-      }
-      if (!hasExternalEndpoints) {
-        externalVerdict = 'drop';
-        noLocalExternal++;
-      }
-    }
-
-    const key = (ip: string): string => `${ip} . ${proto} . ${port}`;
-    element(CLUSTER_IPS_SET, { key: v.clusterIP });
-    if (hasInternalEndpoints) {
-      element(SERVICE_IPS_MAP, { key: key(v.clusterIP), value: `goto ${internalTrafficChain}` });
-    } else {
-      element(NO_ENDPOINT_SERVICES_MAP, { key: key(v.clusterIP), value: internalVerdict, comment: spn });
-    }
-
-    for (const ip of v.externalIPs) {
-      if (hasEndpoints) element(SERVICE_IPS_MAP, { key: key(ip), value: `goto ${externalTrafficChain}` });
-      if (!hasExternalEndpoints) element(NO_ENDPOINT_SERVICES_MAP, { key: key(ip), value: externalVerdict, comment: spn });
-    }
-
-    const usesFWChain = v.loadBalancerIPs.length > 0 && v.sourceRanges.length > 0;
-    const fwChain = names.firewall;
-    if (usesFWChain) {
-      chain(fwChain);
-      const sources = v.sourceRanges.map((r) => r.cidr);
-      if (primaryNodeIP !== undefined && v.sourceRanges.some((r) => r.contains(primaryNodeIP))) {
-        // A VIP-like LB IP that is local loops back with the LB IP as source.
-        sources.push(...v.loadBalancerIPs);
-      }
-      b.rule(fwChain, `${ipX} saddr != { ${sources.join(', ')} } drop`);
-    }
-    for (const ip of v.loadBalancerIPs) {
-      if (hasEndpoints) element(SERVICE_IPS_MAP, { key: key(ip), value: `goto ${externalTrafficChain}` });
-      if (usesFWChain) element(FIREWALL_IPS_MAP, { key: key(ip), value: `goto ${fwChain}`, comment: spn });
+  let internalVerdict = '';
+  let externalVerdict = '';
+  if (!hasEndpoints) {
+    internalVerdict = `goto ${REJECT_CHAIN}`;
+    externalVerdict = `goto ${REJECT_CHAIN}`;
+  } else {
+    if (!hasInternalEndpoints) {
+      internalVerdict = 'drop';
+      noLocalInternal = 1;
     }
     if (!hasExternalEndpoints) {
-      for (const ip of v.loadBalancerIPs) element(NO_ENDPOINT_SERVICES_MAP, { key: key(ip), value: externalVerdict, comment: spn });
+      externalVerdict = 'drop';
+      noLocalExternal = 1;
     }
-
-    if (sp.nodePort !== 0) {
-      const npKey = `${proto} . ${sp.nodePort}`;
-      // NodePorts are not subject to loadBalancerSourceRanges (upstream keeps it so).
-      if (hasEndpoints) element(SERVICE_NODEPORTS_MAP, { key: npKey, value: `goto ${externalTrafficChain}` });
-      if (!hasExternalEndpoints) element(NO_ENDPOINT_NODEPORTS_MAP, { key: npKey, value: externalVerdict, comment: spn });
-    }
-
-    // The chain is reached through the vmap keyed on address, protocol and port, so matching the
-    // address is enough (upstream's newer rules leave out the port too).
-    if (hasInternalEndpoints) {
-      if (options.masqueradeAll) {
-        b.rule(internalTrafficChain, `${ipX} daddr ${v.clusterIP} jump ${MARK_MASQ_CHAIN}`);
-      } else if (ifNotLocal !== undefined) {
-        // Off-cluster traffic routed to a service VIP may bounce off-node: masquerade it.
-        b.rule(internalTrafficChain, `${ipX} daddr ${v.clusterIP} ${ifNotLocal} jump ${MARK_MASQ_CHAIN}`);
-      }
-    }
-
-    if (usesExternalTrafficChain) {
-      if (!sp.externalPolicyLocal) {
-        // Endpoints may be on other nodes: masquerade so replies come back through this node.
-        b.rule(externalTrafficChain, `jump ${MARK_MASQ_CHAIN}`);
-      } else {
-        if (ifLocal !== undefined) {
-          // Pods reaching an external destination get Cluster policy (as if via the real LB).
-          b.rule(externalTrafficChain, `${ifLocal} goto ${clusterPolicyChain}`, 'short-circuit pod traffic');
-        }
-        // The node itself: its source would be the (local) external IP, so masquerade, and use Cluster policy.
-        b.rule(externalTrafficChain, `fib saddr type local jump ${MARK_MASQ_CHAIN}`, 'masquerade local traffic');
-        b.rule(externalTrafficChain, `fib saddr type local goto ${clusterPolicyChain}`, 'short-circuit local traffic');
-      }
-      if (hasExternalEndpoints) b.rule(externalTrafficChain, `goto ${externalPolicyChain}`);
-    }
-
-    const affinity = sp.affinityTimeoutSeconds > 0;
-    if (affinity) {
-      for (const e of reachable) {
-        const set = epNames(e).affinitySet;
-        if (!b.sets.has(set)) ownedSets.push(set);
-        // "dynamic": the kernel adds it anyway, and a later add without it would look like a flag change.
-        b.set({ name: set, kind: 'set', type: addrType, flags: ['dynamic', 'timeout'], timeoutSeconds: sp.affinityTimeoutSeconds });
-      }
-    }
-
-    const toEndpoints = (svcChain: string, eps: readonly Endpoint[]): void => {
-      if (affinity) {
-        for (const e of eps) {
-          const n = epNames(e);
-          b.rule(svcChain, `${ipX} saddr @${n.affinitySet} goto ${n.chain}`);
-        }
-      }
-      const vmap = eps.map((e, i) => `${i} : goto ${epNames(e).chain}`).join(' , ');
-      b.rule(svcChain, `numgen random mod ${eps.length} vmap { ${vmap} }`);
-    };
-    if (usesClusterPolicyChain) toEndpoints(clusterPolicyChain, clusterEndpoints);
-    if (usesLocalPolicyChain) toEndpoints(localPolicyChain, localEndpoints);
-
-    for (const e of reachable) {
-      const n = epNames(e);
-      // Hairpin: a pod reaching itself through the service must be SNATed.
-      b.rule(n.chain, `${ipX} saddr ${canonicalIP(e.ip)?.ip ?? e.ip} jump ${MARK_MASQ_CHAIN}`);
-      if (affinity) b.rule(n.chain, `update @${n.affinitySet} { ${ipX} saddr }`);
-      b.rule(n.chain, `meta l4proto ${proto} dnat to ${e.key}`);
-    }
-
-    servicePorts.set(sp.name, Object.freeze({
-      chains: Object.freeze(ownedChains),
-      affinitySets: Object.freeze(ownedSets),
-      elements: ownedElements,
-    }));
   }
 
-  const chains = new Map<string, NftChain>();
-  for (const [name, c] of b.chains) chains.set(name, Object.freeze({ ...c, rules: Object.freeze(c.rules) }));
+  const key = (ip: string): string => `${ip} . ${proto} . ${port}`;
+  element(CLUSTER_IPS_SET, { key: v.clusterIP });
+  if (hasInternalEndpoints) {
+    element(SERVICE_IPS_MAP, { key: key(v.clusterIP), value: `goto ${internalTrafficChain}` });
+  } else {
+    element(NO_ENDPOINT_SERVICES_MAP, { key: key(v.clusterIP), value: internalVerdict, comment: spn });
+  }
+
+  for (const ip of v.externalIPs) {
+    if (hasEndpoints) element(SERVICE_IPS_MAP, { key: key(ip), value: `goto ${externalTrafficChain}` });
+    if (!hasExternalEndpoints) element(NO_ENDPOINT_SERVICES_MAP, { key: key(ip), value: externalVerdict, comment: spn });
+  }
+
+  const usesFWChain = v.loadBalancerIPs.length > 0 && v.sourceRanges.length > 0;
+  const fwChain = names.firewall;
+  if (usesFWChain) {
+    chain(fwChain);
+    const sources = v.sourceRanges.map((r) => r.cidr);
+    if (primaryNodeIP !== undefined && v.sourceRanges.some((r) => r.contains(primaryNodeIP))) {
+      // A VIP-like LB IP that is local loops back with the LB IP as source.
+      sources.push(...v.loadBalancerIPs);
+    }
+    b.rule(fwChain, `${ipX} saddr != { ${sources.join(', ')} } drop`);
+  }
+  for (const ip of v.loadBalancerIPs) {
+    if (hasEndpoints) element(SERVICE_IPS_MAP, { key: key(ip), value: `goto ${externalTrafficChain}` });
+    if (usesFWChain) element(FIREWALL_IPS_MAP, { key: key(ip), value: `goto ${fwChain}`, comment: spn });
+  }
+  if (!hasExternalEndpoints) {
+    for (const ip of v.loadBalancerIPs) element(NO_ENDPOINT_SERVICES_MAP, { key: key(ip), value: externalVerdict, comment: spn });
+  }
+
+  if (sp.nodePort !== 0) {
+    const npKey = `${proto} . ${sp.nodePort}`;
+    // NodePorts are not subject to loadBalancerSourceRanges (upstream keeps it so).
+    if (hasEndpoints) element(SERVICE_NODEPORTS_MAP, { key: npKey, value: `goto ${externalTrafficChain}` });
+    if (!hasExternalEndpoints) element(NO_ENDPOINT_NODEPORTS_MAP, { key: npKey, value: externalVerdict, comment: spn });
+  }
+
+  // The chain is reached through the vmap keyed on address, protocol and port, so matching the
+  // address is enough (upstream's newer rules leave out the port too).
+  if (hasInternalEndpoints) {
+    if (options.masqueradeAll) {
+      b.rule(internalTrafficChain, `${ipX} daddr ${v.clusterIP} jump ${MARK_MASQ_CHAIN}`);
+    } else if (ifNotLocal !== undefined) {
+      // Off-cluster traffic routed to a service VIP may bounce off-node: masquerade it.
+      b.rule(internalTrafficChain, `${ipX} daddr ${v.clusterIP} ${ifNotLocal} jump ${MARK_MASQ_CHAIN}`);
+    }
+  }
+
+  if (usesExternalTrafficChain) {
+    if (!sp.externalPolicyLocal) {
+      // Endpoints may be on other nodes: masquerade so replies come back through this node.
+      b.rule(externalTrafficChain, `jump ${MARK_MASQ_CHAIN}`);
+    } else {
+      if (ifLocal !== undefined) {
+        // Pods reaching an external destination get Cluster policy (as if via the real LB).
+        b.rule(externalTrafficChain, `${ifLocal} goto ${clusterPolicyChain}`, 'short-circuit pod traffic');
+      }
+      // The node itself: its source would be the (local) external IP, so masquerade, and use Cluster policy.
+      b.rule(externalTrafficChain, `fib saddr type local jump ${MARK_MASQ_CHAIN}`, 'masquerade local traffic');
+      b.rule(externalTrafficChain, `fib saddr type local goto ${clusterPolicyChain}`, 'short-circuit local traffic');
+    }
+    if (hasExternalEndpoints) b.rule(externalTrafficChain, `goto ${externalPolicyChain}`);
+  }
+
+  const affinity = sp.affinityTimeoutSeconds > 0;
+  if (affinity) {
+    for (const e of reachable) {
+      const set = epNames(e).affinitySet;
+      if (!b.sets.has(set)) ownedSets.push(set);
+      // "dynamic": the kernel adds it anyway, and a later add without it would look like a flag change.
+      b.set({ name: set, kind: 'set', type: addrType, flags: ['dynamic', 'timeout'], timeoutSeconds: sp.affinityTimeoutSeconds });
+    }
+  }
+
+  const toEndpoints = (svcChain: string, eps: readonly Endpoint[]): void => {
+    if (affinity) {
+      for (const e of eps) {
+        const n = epNames(e);
+        b.rule(svcChain, `${ipX} saddr @${n.affinitySet} goto ${n.chain}`);
+      }
+    }
+    const vmap = eps.map((e, i) => `${i} : goto ${epNames(e).chain}`).join(' , ');
+    b.rule(svcChain, `numgen random mod ${eps.length} vmap { ${vmap} }`);
+  };
+  if (usesClusterPolicyChain) toEndpoints(clusterPolicyChain, clusterEndpoints);
+  if (usesLocalPolicyChain) toEndpoints(localPolicyChain, localEndpoints);
+
+  for (const e of reachable) {
+    const n = epNames(e);
+    // Hairpin: a pod reaching itself through the service must be SNATed.
+    b.rule(n.chain, `${ipX} saddr ${canonicalIP(e.ip)?.ip ?? e.ip} jump ${MARK_MASQ_CHAIN}`);
+    if (affinity) b.rule(n.chain, `update @${n.affinitySet} { ${ipX} saddr }`);
+    b.rule(n.chain, `meta l4proto ${proto} dnat to ${e.key}`);
+  }
+
   const elements = new Map<string, readonly NftElement[]>();
   for (const [name, l] of b.elements) elements.set(name, Object.freeze(l));
-  return Object.freeze({
-    family: v6 ? 'ip6' : 'ip',
-    table: TABLE,
-    chains,
+  return {
+    chains: b.frozenChains(),
     sets: b.sets,
     elements,
-    absentSets: Object.freeze(absentSets),
-    servicePorts,
-    skipped,
-    noLocalEndpoints: Object.freeze({ internal: noLocalInternal, external: noLocalExternal }),
-  });
+    objects: Object.freeze({ chains: Object.freeze(ownedChains), affinitySets: Object.freeze(ownedSets), elements: ownedElements }),
+    noLocalInternal,
+    noLocalExternal,
+  };
 }

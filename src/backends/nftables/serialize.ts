@@ -110,6 +110,8 @@ export interface PartialSyncOptions {
   readonly previous: NftablesModel;
   /** Service ports whose chains must be rewritten even if they look unchanged (the snapshot's `changed`). */
   readonly changed?: Iterable<ServicePortName>;
+  /** Further chains to rewrite even if they look unchanged (e.g. the fixed chains, to repair an outside flush). */
+  readonly rewriteChains?: Iterable<string>;
 }
 
 /**
@@ -128,6 +130,7 @@ export function serializePartial(model: NftablesModel, options: PartialSyncOptio
   const p = prefix(model);
   const forced = new Set<string>();
   for (const spn of options.changed ?? []) for (const c of model.servicePorts.get(spn)?.chains ?? []) forced.add(c);
+  for (const c of options.rewriteChains ?? []) if (model.chains.has(c)) forced.add(c);
 
   // Sets whose definition changed (an affinity timeout): the kernel cannot change one in place, so
   // they are deleted and re-added after every chain that refers to them has been flushed.
@@ -155,6 +158,8 @@ export function serializePartial(model: NftablesModel, options: PartialSyncOptio
   const rewrite: NftChain[] = [];
   for (const c of model.chains.values()) {
     const old = prev.chains.get(c.name);
+    // The incremental renderer reuses unchanged ports' chain objects: identity means unchanged.
+    if (old === c && !forced.has(c.name)) continue;
     if (old === undefined || forced.has(c.name) || !sameChain(old, c)) {
       out.push(chainDecl(p, c), `flush chain ${p} ${c.name}`);
       rewrite.push(c);
@@ -168,14 +173,23 @@ export function serializePartial(model: NftablesModel, options: PartialSyncOptio
   for (const [name, elems] of model.elements) {
     const s = model.sets.get(name);
     if (!s || model.absentSets.includes(name)) continue;
-    const before = prev.absentSets.includes(name) ? [] : prev.elements.get(name) ?? [];
+    const all = prev.absentSets.includes(name) ? [] : prev.elements.get(name) ?? [];
+    // Only the stretch between the common head and tail (same element objects, as the
+    // incremental renderer reuses them) can differ: a key in a common head or tail is in both
+    // heads or both tails, so it is in neither middle.
+    let head = 0;
+    while (head < all.length && head < elems.length && all[head] === elems[head]) head++;
+    let tail = 0;
+    while (tail < all.length - head && tail < elems.length - head && all[all.length - 1 - tail] === elems[elems.length - 1 - tail]) tail++;
+    const before = all.slice(head, all.length - tail);
+    const now = elems.slice(head, elems.length - tail);
     const beforeByKey = new Map(before.map((e) => [e.key, e]));
-    const nowByKey = new Map(elems.map((e) => [e.key, e]));
+    const nowByKey = new Map(now.map((e) => [e.key, e]));
     for (const e of before) {
       const now = nowByKey.get(e.key);
       if (now === undefined || !sameElement(now, e)) out.push(`delete element ${p} ${name} { ${e.key} }`);
     }
-    for (const e of elems) {
+    for (const e of now) {
       const was = beforeByKey.get(e.key);
       if (was === undefined || !sameElement(was, e)) adds.push(addElement(p, s, e));
     }

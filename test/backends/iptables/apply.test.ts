@@ -24,7 +24,7 @@ function setup() {
 
 const restores = (calls: readonly ExecCall[]): string[] => calls.filter((c) => c.cmd === 'iptables-restore').map((c) => c.input ?? '');
 
-test('first sync is full: canaries, one atomic restore with counters, then the jumps; stale chains are deleted', async () => {
+test('first sync is full: one atomic restore with counters, carrying the canaries and the jumps; stale chains are deleted', async () => {
   const { fake, backend, builder, metrics } = setup();
   fake.respond((c) => c.cmd === 'iptables-save' && c.args.includes('nat'), { stdout: '*nat\n:KUBE-SVC-STALESTALESTALE1 - [0:0]\n:KUBE-SERVICES - [0:0]\n:OTHER-CHAIN - [0:0]\nCOMMIT\n' });
   fake.respond((c) => c.cmd === 'iptables' && (c.args.includes('-C') || c.args.includes('-S')), { code: 1 });
@@ -38,11 +38,29 @@ test('first sync is full: canaries, one atomic restore with counters, then the j
   assert.match(text ?? '', /^:KUBE-SVC-STALESTALESTALE1 - \[0:0\]$/m);
   assert.match(text ?? '', /^-X KUBE-SVC-STALESTALESTALE1$/m);
   assert.doesNotMatch(text ?? '', /OTHER-CHAIN/, 'chains kproxy does not own are left alone');
-  const idx = (pred: (c: ExecCall) => boolean): number => fake.calls.findIndex(pred);
-  const canary = idx((c) => c.args.includes('-N') && c.args.includes('KUBE-PROXY-CANARY'));
-  const restore = idx((c) => c.cmd === 'iptables-restore');
-  const jump = idx((c) => c.args.includes('-I') && c.args.includes('PREROUTING'));
-  assert.ok(canary >= 0 && canary < restore && restore < jump, 'canary chains, then restore, then jumps');
+  // Canaries in mangle, filter and nat, and every jump prepended in upstream's list order, at the end of each table.
+  assert.ok(text?.startsWith('*mangle\n:KUBE-PROXY-CANARY - [0:0]\nCOMMIT\n*filter\n'), 'the mangle canary first');
+  assert.ok(text?.includes([
+    ':KUBE-PROXY-CANARY - [0:0]',
+    '-I INPUT 1 -m conntrack --ctstate NEW -m comment --comment "kubernetes externally-visible service portals" -j KUBE-EXTERNAL-SERVICES',
+    '-I FORWARD 1 -m conntrack --ctstate NEW -m comment --comment "kubernetes externally-visible service portals" -j KUBE-EXTERNAL-SERVICES',
+    '-I INPUT 1 -m comment --comment "kubernetes health check service ports" -j KUBE-NODEPORTS',
+    '-I FORWARD 1 -m conntrack --ctstate NEW -m comment --comment "kubernetes service portals" -j KUBE-SERVICES',
+    '-I OUTPUT 1 -m conntrack --ctstate NEW -m comment --comment "kubernetes service portals" -j KUBE-SERVICES',
+    '-I FORWARD 1 -m comment --comment "kubernetes forwarding rules" -j KUBE-FORWARD',
+    '-I INPUT 1 -m conntrack --ctstate NEW -m comment --comment "kubernetes load balancer firewall" -j KUBE-PROXY-FIREWALL',
+    '-I OUTPUT 1 -m conntrack --ctstate NEW -m comment --comment "kubernetes load balancer firewall" -j KUBE-PROXY-FIREWALL',
+    '-I FORWARD 1 -m conntrack --ctstate NEW -m comment --comment "kubernetes load balancer firewall" -j KUBE-PROXY-FIREWALL',
+    'COMMIT\n*nat\n',
+  ].join('\n')), 'filter: the canary and its jumps just before COMMIT');
+  assert.ok(text?.endsWith([
+    ':KUBE-PROXY-CANARY - [0:0]',
+    '-I OUTPUT 1 -m comment --comment "kubernetes service portals" -j KUBE-SERVICES',
+    '-I PREROUTING 1 -m comment --comment "kubernetes service portals" -j KUBE-SERVICES',
+    '-I POSTROUTING 1 -m comment --comment "kubernetes postrouting rules" -j KUBE-POSTROUTING',
+    'COMMIT', '',
+  ].join('\n')), 'nat: the same');
+  assert.ok(!fake.calls.some((c) => c.cmd === 'iptables' && (c.args.includes('-I') || c.args.includes('-N'))), 'no separate command per jump or canary');
   assert.match(await metrics.text(), /kubeproxy_sync_proxy_rules_iptables_total\{table="nat"\} \d+/);
 });
 
@@ -78,7 +96,7 @@ test('a failed restore is counted, thrown, and the next sync is full', async () 
   fail = false;
   fake.calls.length = 0;
   await backend.sync(builder.next());
-  assert.ok(fake.calls.some((c) => c.args.includes('-N') || c.args.includes('-S')), 'full sync checks the canaries again');
+  assert.ok(fake.calls.some((c) => c.cmd === 'iptables-save'), 'full sync dumps the tables again (canaries, jumps, stale chains)');
   assert.match(restores(fake.calls)[0] ?? '', /^:KUBE-SERVICES - \[0:0\]$/m);
 });
 
@@ -90,7 +108,7 @@ test('an external flush (a jump gone) turns a periodic sync into a full one', as
   fake.calls.length = 0;
   await backend.sync(builder.next());
   assert.ok(log.lines.some((l) => l.includes('flushed or deleted by someone else')));
-  assert.ok(fake.calls.some((c) => c.args.includes('-I') && c.args.includes('PREROUTING')), 'the jump is reinstalled');
+  assert.ok(restores(fake.calls).some((t) => t.includes('-I PREROUTING 1 -m comment --comment "kubernetes service portals" -j KUBE-SERVICES')), 'the jump is reinstalled');
 });
 
 test('UDP endpoints that go away get their conntrack entries deleted; TCP ones do not', async () => {

@@ -13,7 +13,9 @@ import { ep, slice, svc } from '../../helpers/objects.js';
 function setup() {
   const fake = new FakeExec();
   // The table exists and is intact after the first sync.
-  fake.respond((c) => c.cmd === 'nft' && c.args[0] === 'list' && c.args[1] === 'chain', { stdout: 'table ip kube-proxy {\n chain nat-prerouting {\n  jump services\n }\n}\n' });
+  const table = { flushed: false };
+  fake.respond((c) => c.cmd === 'nft' && c.args[0] === 'list' && c.args[1] === 'chain' && !table.flushed, { stdout: 'table ip kube-proxy {\n chain nat-prerouting {\n  jump services\n }\n}\n' });
+  fake.respond((c) => c.cmd === 'nft' && c.args[0] === 'list' && c.args[1] === 'chain' && table.flushed, { stdout: 'table ip kube-proxy {\n chain nat-prerouting {\n }\n}\n' });
   const metrics = new ProxyMetrics();
   const log = memoryLogger();
   const clock = new FakeClock();
@@ -21,7 +23,7 @@ function setup() {
     exec: fake.exec, conntrack: new Conntrack(fake.exec), clock, log, metrics,
     render: { nodeName: 'n1', nodeIPs: ['198.18.200.1'], nodePortAddresses: [], clusterCIDRs: ['198.18.0.0/19'], masqueradeAll: false, masqueradeBit: 14, family: 'IPv4' },
   });
-  return { fake, metrics, log, clock, backend, builder: new SnapshotBuilder('n1') };
+  return { fake, metrics, log, clock, backend, table, builder: new SnapshotBuilder('n1') };
 }
 
 const txs = (calls: readonly ExecCall[]): string[] => calls.filter((c) => c.cmd === 'nft' && c.args[0] === '-f').map((c) => c.input ?? '');
@@ -87,4 +89,45 @@ test('a failed transaction is counted and thrown, and the next sync is full; a m
   missing.fake.respond((c) => c.cmd === 'nft', { code: 127 });
   missing.builder.handle({ kind: 'Service', type: 'add', object: svc('ns1', 'web') });
   await assert.rejects(missing.backend.sync(missing.builder.next()), /needs the nft tool \(Debian package nftables\)/);
+});
+
+test('a partial sync lists nothing first, and rewrites the fixed chains (repairing an outside flush of them)', async () => {
+  const { fake, backend, builder, table } = setup();
+  builder.handle({ kind: 'Service', type: 'add', object: svc('ns1', 'web') });
+  const w = slice('ns1', 'w', 'web', [ep('198.18.10.2'), ep('198.18.10.3')]);
+  builder.handle({ kind: 'EndpointSlice', type: 'add', object: w });
+  await backend.sync(builder.next());
+  fake.calls.length = 0;
+  builder.handle({ kind: 'EndpointSlice', type: 'update', previous: w, object: slice('ns1', 'w', 'web', [ep('198.18.10.2')]) });
+  await backend.sync(builder.next());
+  assert.deepEqual(fake.calls.filter((c) => c.cmd === 'nft').map((c) => c.args.join(' ')), ['-f -'], 'one transaction, no listing');
+  const [tx] = txs(fake.calls);
+  assert.match(tx ?? '', /^flush chain ip kube-proxy nat-postrouting$/m);
+  assert.match(tx ?? '', /^add rule ip kube-proxy nat-postrouting jump masquerading$/m);
+  assert.doesNotMatch(tx ?? '', /nat-prerouting/, 'the chain the periodic check looks at is left alone');
+
+  // A periodic sync (nothing changed) checks the table, and a flushed one gets a full sync.
+  fake.calls.length = 0;
+  table.flushed = true;
+  await backend.sync(builder.next());
+  assert.ok(fake.calls.some((c) => c.cmd === 'nft' && c.args.join(' ') === 'list chain ip kube-proxy nat-prerouting'));
+  assert.match(txs(fake.calls)[0] ?? '', /flush map ip kube-proxy service-ips/, 'a full sync');
+});
+
+test('a failed partial transaction is followed at once by a full sync in the same call', async () => {
+  const { fake, backend, builder, metrics } = setup();
+  builder.handle({ kind: 'Service', type: 'add', object: svc('ns1', 'web') });
+  await backend.sync(builder.next());
+  let fail = true;
+  fake.respond((c) => c.cmd === 'nft' && c.args[0] === '-f' && fail && !(c.input ?? '').includes('\nflush map '), { code: 1, stderr: '/dev/stdin:2:1-20: Error: No such file or directory\n' });
+  builder.handle({ kind: 'EndpointSlice', type: 'add', object: slice('ns1', 'w', 'web', [ep('198.18.10.2')]) });
+  fake.calls.length = 0;
+  await backend.sync(builder.next());
+  fail = false;
+  const sent = txs(fake.calls);
+  assert.equal(sent.length, 2, 'the partial, then the full');
+  assert.doesNotMatch(sent[0] ?? '', /flush map/, 'first the partial');
+  assert.match(sent[1] ?? '', /flush map ip kube-proxy service-ips/, 'then a full sync');
+  assert.ok(fake.calls.some((c) => c.cmd === 'nft' && c.args[0] === 'list' && c.args[1] === 'table'), 'the full sync reads what exists');
+  assert.match(await metrics.text(), /kubeproxy_sync_proxy_rules_nftables_sync_failures_total 1/);
 });

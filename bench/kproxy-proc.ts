@@ -1,0 +1,102 @@
+/**
+ * A real kproxy process inside a bench namespace, and its "synced proxy rules" log lines as they
+ * arrive (timestamped on arrival), plus its peak RSS. Shared by bench:sync and bench:latency.
+ */
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import type { Netns, NetnsProcess } from '../src/platform/netns.js';
+
+export const KPROXY_BIN = fileURLToPath(new URL('../../bin/kproxy.js', import.meta.url));
+
+export interface SyncLine {
+  /** performance.now() when the line arrived. */
+  readonly at: number;
+  readonly full: boolean;
+  /** Service ports the sync changed. */
+  readonly changed: number;
+  /** kproxy's own measure of the sync (backend.sync), ms. */
+  readonly elapsedMs: number;
+}
+
+export interface KproxyProc {
+  readonly proc: NetnsProcess;
+  readonly started: number;
+  readonly syncs: SyncLine[];
+  /** Resolves with the n-th sync line (1-based), or rejects after timeoutMs / on exit. */
+  waitSync(n: number, timeoutMs: number): Promise<SyncLine>;
+  /** Peak resident set size so far (VmHWM), MB. */
+  peakRssMB(): number;
+  stop(): Promise<void>;
+}
+
+const SYNC_RE = /"synced proxy rules".*?full="(true|false)" changed="(\d+)".*?elapsed="([\d.]+)ms"/;
+
+export function startKproxy(ns: Netns, args: readonly string[]): KproxyProc {
+  const started = performance.now();
+  const proc = ns.spawn(process.execPath, [KPROXY_BIN, ...args]);
+  const syncs: SyncLine[] = [];
+  const waiters: { n: number; resolve: (s: SyncLine) => void }[] = [];
+  let buf = '';
+  proc.child.stderr?.on('data', (chunk: Buffer) => {
+    const at = performance.now();
+    buf += chunk.toString('utf8');
+    let i: number;
+    while ((i = buf.indexOf('\n')) >= 0) {
+      const line = buf.slice(0, i);
+      buf = buf.slice(i + 1);
+      const m = SYNC_RE.exec(line);
+      if (!m) continue;
+      syncs.push({ at, full: m[1] === 'true', changed: Number(m[2]), elapsedMs: Number(m[3]) });
+      for (const w of [...waiters]) {
+        const s = syncs[w.n - 1];
+        if (s) {
+          waiters.splice(waiters.indexOf(w), 1);
+          w.resolve(s);
+        }
+      }
+    }
+  });
+  return {
+    proc, started, syncs,
+    waitSync(n, timeoutMs) {
+      const have = syncs[n - 1];
+      if (have) return Promise.resolve(have);
+      return new Promise((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`kproxy: no sync #${n} within ${timeoutMs} ms; stderr tail:\n${proc.stderr().slice(-2000)}`)), timeoutMs);
+        void proc.exited.then((e) => {
+          clearTimeout(timer);
+          reject(new Error(`kproxy exited (${e.code ?? e.signal}) before sync #${n}; stderr tail:\n${proc.stderr().slice(-2000)}`));
+        });
+        waiters.push({ n, resolve: (s) => { clearTimeout(timer); resolve(s); } });
+      });
+    },
+    peakRssMB() {
+      try {
+        const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${proc.pid}/status`, 'utf8'));
+        return m?.[1] ? Number(m[1]) / 1024 : NaN;
+      } catch {
+        return NaN;
+      }
+    },
+    async stop() {
+      await proc.stop({ timeoutMs: 10_000 });
+    },
+  };
+}
+
+export function median(xs: readonly number[]): number {
+  const s = xs.filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
+  return s.length === 0 ? NaN : (s[Math.floor((s.length - 1) / 2)] ?? NaN);
+}
+
+/** Nearest-rank percentile (p in 0..100). */
+export function percentile(xs: readonly number[], p: number): number {
+  const s = xs.filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
+  if (s.length === 0) return NaN;
+  return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))] ?? NaN;
+}
+
+export function ms(x: number): string {
+  if (!Number.isFinite(x)) return 'n/a';
+  return x >= 10_000 ? `${(x / 1000).toFixed(1)} s` : `${x.toFixed(x < 10 ? 1 : 0)} ms`;
+}

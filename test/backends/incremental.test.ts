@@ -1,0 +1,174 @@
+/**
+ * The kernel modes' incremental renderers (IptablesRenderer, NftablesRenderer): after any
+ * sequence of changes their model is exactly a fresh full render of the same snapshot, and they
+ * re-render only the service ports that changed. Random change sequences from a fixed seed over
+ * the bench generator's cluster plus upstream's test world (local policies, external IPs, ...).
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { IptablesRenderer, renderIptables } from '../../src/backends/iptables/render.js';
+import { serializePartial as iptablesPartial } from '../../src/backends/iptables/serialize.js';
+import { NftablesRenderer, renderNftables } from '../../src/backends/nftables/render.js';
+import { serializePartial as nftPartial } from '../../src/backends/nftables/serialize.js';
+import type { EndpointSliceObject, ServiceObject } from '../../src/core/objects.js';
+import { SnapshotBuilder, type Snapshot } from '../../src/core/snapshot.js';
+import { generateCluster, sliceWithEndpoints, toSourceEvents, type Raw } from '../../bench/cluster-gen.js';
+import { addEvent, BASE_OPTS, NODE, overall } from '../helpers/upstream-world.js';
+
+const IPT_OPTS = { ...BASE_OPTS, localhostNodePorts: false };
+
+interface Renderer<M> {
+  render(snap: Snapshot): M;
+  readonly lastRendered: number;
+}
+
+const MODES = [
+  { name: 'iptables', make: (): Renderer<unknown> => new IptablesRenderer(IPT_OPTS), fresh: (s: Snapshot): unknown => renderIptables(s, IPT_OPTS) },
+  { name: 'nftables', make: (): Renderer<unknown> => new NftablesRenderer(BASE_OPTS), fresh: (s: Snapshot): unknown => renderNftables(s, BASE_OPTS) },
+] as const;
+
+/** mulberry32: a small seeded PRNG, so a failing sequence can be replayed. */
+function rng(seed: number): (n: number) => number {
+  let a = seed >>> 0;
+  return (n) => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return Math.floor((((t ^ (t >>> 14)) >>> 0) / 4294967296) * n);
+  };
+}
+
+function one(raw: Raw, kind: 'Service' | 'EndpointSlice'): ServiceObject | EndpointSliceObject {
+  const [ev] = toSourceEvents([raw]);
+  if (ev === undefined || ev.kind !== kind || ev.type !== 'add') throw new Error(`expected one ${kind}`);
+  return ev.object;
+}
+
+/** A world the random steps mutate: generator services (by index) present or not. */
+class World {
+  readonly b = new SnapshotBuilder(NODE);
+  readonly services: (ServiceObject | undefined)[] = [];
+  readonly slices: (EndpointSliceObject | undefined)[] = [];
+
+  constructor(readonly raw: { services: Raw[]; slices: Raw[] }) {
+    for (const o of overall()) this.b.handle(addEvent(o));
+    raw.services.forEach((s, i) => this.setService(i, s));
+    raw.slices.forEach((s, i) => this.setSlice(i, s));
+  }
+
+  setService(i: number, raw: Raw | undefined): void {
+    const prev = this.services[i];
+    const cur = raw === undefined ? undefined : (one(raw, 'Service') as ServiceObject);
+    if (prev && cur) this.b.handle({ kind: 'Service', type: 'update', previous: prev, object: cur });
+    else if (cur) this.b.handle({ kind: 'Service', type: 'add', object: cur });
+    else if (prev) this.b.handle({ kind: 'Service', type: 'delete', object: prev });
+    this.services[i] = cur;
+  }
+
+  setSlice(i: number, raw: Raw | undefined): void {
+    const prev = this.slices[i];
+    const cur = raw === undefined ? undefined : (one(raw, 'EndpointSlice') as EndpointSliceObject);
+    if (prev && cur) this.b.handle({ kind: 'EndpointSlice', type: 'update', previous: prev, object: cur });
+    else if (cur) this.b.handle({ kind: 'EndpointSlice', type: 'add', object: cur });
+    else if (prev) this.b.handle({ kind: 'EndpointSlice', type: 'delete', object: prev });
+    this.slices[i] = cur;
+  }
+}
+
+function withSpec(svc: Raw, patch: Raw): Raw {
+  const spec: Raw = { ...(svc.spec as Raw), ...patch };
+  if (spec.sessionAffinity === 'None') delete spec.sessionAffinityConfig;
+  return { ...svc, spec };
+}
+
+/** One random change to 1-3 generator services; returns the indexes touched. */
+function step(w: World, r: (n: number) => number): Set<number> {
+  const touched = new Set<number>();
+  const n = w.raw.services.length;
+  for (let k = 1 + r(3); k > 0; k--) {
+    const i = r(n);
+    touched.add(i);
+    const svc = w.raw.services[i] ?? {};
+    const slice = w.raw.slices[i] ?? {};
+    switch (r(8)) {
+      case 0: // endpoints replaced: 0..5 pods
+        w.setSlice(i, sliceWithEndpoints(slice, r(6), r(60000), NODE));
+        break;
+      case 1: // many endpoints: pushes the cluster over or under large-cluster mode (1000)
+        w.setSlice(i, sliceWithEndpoints(slice, r(2) === 0 ? 600 : 1, r(60000), NODE));
+        break;
+      case 2:
+        w.setSlice(i, undefined);
+        break;
+      case 3:
+        w.setSlice(i, slice);
+        break;
+      case 4:
+        w.setService(i, undefined);
+        break;
+      case 5:
+        w.setService(i, svc);
+        break;
+      case 6: // affinity toggled
+        w.setService(i, withSpec(svc, r(2) === 0 ? { sessionAffinity: 'None' } : { sessionAffinity: 'ClientIP', sessionAffinityConfig: { clientIP: { timeoutSeconds: 60 + r(100) } } }));
+        break;
+      default: // a local policy, or a different port
+        w.setService(i, withSpec(svc, r(2) === 0 && (svc.spec as Raw).type !== 'ClusterIP' ? { externalTrafficPolicy: 'Local' } : { internalTrafficPolicy: 'Local' }));
+    }
+  }
+  return touched;
+}
+
+for (const mode of MODES) {
+  for (const seed of [1, 2, 3]) {
+    test(`${mode.name}: after 40 random change steps (seed ${seed}) the incremental model equals a fresh full render at every step`, () => {
+      const cluster = generateCluster({ services: 40, endpointsPerService: 3, nodeName: NODE });
+      const w = new World({ services: [...cluster.services], slices: [...cluster.slices] });
+      const r = rng(seed);
+      const renderer = mode.make();
+      let snap = w.b.next();
+      assert.deepStrictEqual(renderer.render(snap), mode.fresh(snap));
+      let flips = 0;
+      let prevLarge: unknown;
+      for (let s = 0; s < 40; s++) {
+        const touched = step(w, r);
+        snap = w.b.next();
+        const model = renderer.render(snap);
+        assert.deepStrictEqual(model, mode.fresh(snap), `step ${s}`);
+        const large = (model as { largeClusterMode?: boolean }).largeClusterMode;
+        if (large !== prevLarge && s > 0) flips++;
+        else assert.ok(renderer.lastRendered <= touched.size, `step ${s}: re-rendered ${renderer.lastRendered} ports for ${touched.size} changed services`);
+        prevLarge = large;
+      }
+      // The sequences are long enough to cross large-cluster mode (iptables) at least once.
+      if (mode.name === 'iptables') assert.ok(flips > 0, 'no large-cluster flip exercised');
+    });
+  }
+
+  test(`${mode.name}: a one-endpoint change re-renders one service port, and the partial sync writes only its chains`, () => {
+    const cluster = generateCluster({ services: 200, endpointsPerService: 10, nodeName: NODE });
+    const b = new SnapshotBuilder(NODE);
+    const events = toSourceEvents([...cluster.services, ...cluster.slices]);
+    for (const e of events) b.handle(e);
+    const renderer = mode.make();
+    const before = renderer.render(b.next());
+    assert.equal(renderer.lastRendered, 200);
+    const old = events.find((e) => e.kind === 'EndpointSlice' && e.object.name === 'svc-7-1');
+    assert.ok(old && old.kind === 'EndpointSlice' && old.type === 'add');
+    b.handle({ kind: 'EndpointSlice', type: 'update', previous: old.object, object: { ...old.object, endpoints: old.object.endpoints.slice(1) } });
+    const snap = b.next();
+    const after = renderer.render(snap);
+    assert.equal(renderer.lastRendered, 1);
+    assert.deepStrictEqual(after, mode.fresh(snap));
+    const text = mode.name === 'iptables'
+      ? iptablesPartial(after as ReturnType<typeof renderIptables>, { changed: snap.changed, previous: before as ReturnType<typeof renderIptables> })
+      : nftPartial(after as ReturnType<typeof renderNftables>, { changed: snap.changed, previous: before as ReturnType<typeof renderNftables> }).text;
+    // Only svc-7's chains are declared or flushed: its 9 remaining endpoint chains and its service chain (and the removed endpoint's).
+    const declared = mode.name === 'iptables'
+      ? [...text.matchAll(/^:(KUBE-(?:SVC|SEP|EXT|FW|SVL)-\S+)/gm)].map((m) => m[1])
+      : [...text.matchAll(/^flush chain ip kube-proxy (\S+)/gm)].map((m) => m[1]);
+    assert.ok(declared.length >= 10 && declared.length <= 12, `declared ${declared.length}: ${declared.join(' ')}`);
+    for (const c of declared) assert.match(c ?? '', mode.name === 'iptables' ? /^KUBE-(SVC|SEP|EXT|FW|SVL)-/ : /\/svc-7\//);
+  });
+}
