@@ -13,7 +13,7 @@
  * Ratios are against the kernel tool measured in the same run. iptables mode runs with a legacy
  * node (kubelet's KUBE-IPTABLES-HINT chain in the namespace), so kproxy picks iptables-legacy as
  * upstream's image would; iptables-nft-restore is also timed alone up to BENCH_NFT_BACKEND_MAX.
- * IPVS: render only, when src/backends/ipvs exists (hook: see ipvsRow).
+ * IPVS: render and serialize only (BENCH_IPVS=0 leaves it out).
  *
  * Env: BENCH_SIZES (default 1000,10000; 30000 is supported), BENCH_MODES (iptables,nftables),
  * BENCH_RUNS (5), BENCH_KERNEL_RUNS (3; 1 at ≥30,000), BENCH_TOOL_TIMEOUT_S (900 per tool run),
@@ -25,6 +25,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { IptablesRenderer } from '../src/backends/iptables/render.js';
+import { renderIpvs } from '../src/backends/ipvs/render.js';
+import { serializeDryRun } from '../src/backends/ipvs/serialize.js';
 import { serializeFull as iptFull, serializePartial as iptPartial } from '../src/backends/iptables/serialize.js';
 import type { IptablesModel } from '../src/backends/iptables/model.js';
 import { NftablesRenderer } from '../src/backends/nftables/render.js';
@@ -204,11 +206,27 @@ async function endToEnd(mode: Mode, cluster: Cluster, dir: string, runs: number)
 }
 
 /**
- * IPVS render-only hook: when src/backends/ipvs exists, import its renderer here and time it as
- * inProcess does (its kernel runs in an emulated VM, so only render/serialize are meaningful).
+ * IPVS: render and serialize only (its kernel runs in an emulated VM, where timings mean
+ * nothing). Serialize = the three texts a full sync would apply (ipvsadm, ipset, iptables).
  */
-function ipvsRow(): string | undefined {
-  return undefined;
+function ipvsRow(cluster: Cluster, n: number): string {
+  const b = new SnapshotBuilder(NODE);
+  for (const e of toSourceEvents([...cluster.services, ...cluster.slices])) b.handle(e);
+  const snap = b.next();
+  const renders: number[] = [];
+  const sers: number[] = [];
+  let bytes = 0;
+  let servers = 0;
+  for (let r = 0; r < RUNS; r++) {
+    let t = performance.now();
+    const m = renderIpvs(snap, { ...RENDER_OPTS, scheduler: 'rr' });
+    renders.push(performance.now() - t);
+    t = performance.now();
+    bytes = serializeDryRun(m).length;
+    sers.push(performance.now() - t);
+    servers = m.virtualServers.length;
+  }
+  return `IPVS render only at ${n.toLocaleString('en')} services: render ${ms(median(renders))}, serialize ${ms(median(sers))} (${servers.toLocaleString('en')} virtual servers, ${(bytes / 1e6).toFixed(1)} MB of ipvsadm + ipset + iptables text; median of ${RUNS})`;
 }
 
 const pct = (x: number): string => (Number.isFinite(x) ? `${(x * 100).toFixed(1)}%` : 'n/a');
@@ -254,8 +272,7 @@ async function main(): Promise<void> {
         ]));
         process.stdout.write(`${full[full.length - 1] ?? ''}\n${part[part.length - 1] ?? ''}\n`);
       }
-      const ipvs = ipvsRow();
-      if (ipvs !== undefined) extra.push(ipvs);
+      if (env('BENCH_IPVS', '1') !== '0') extra.push(ipvsRow(cluster, n));
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
@@ -275,7 +292,6 @@ async function main(): Promise<void> {
     ...part,
     '',
     ...extra,
-    'IPVS: render-only row pending (src/backends/ipvs is not on this branch; hook: ipvsRow in bench/sync.ts).',
     '',
   ].join('\n'));
 }
