@@ -242,7 +242,7 @@ function kproxy(mode: string): (topo: Topology, dir: string) => NetnsProcess {
     const prof = process.env.BENCH_CPU_PROF;
     const node = prof ? ['--cpu-prof', '--cpu-prof-interval', '200', '--cpu-prof-dir', prof] : [];
     return topo.node.spawn(process.execPath, [...node, BIN, '--proxy-mode', mode, '--manifests', join(dir, 'manifests'),
-      '--hostname-override', 'node', '--cluster-cidr', '198.18.10.0/24',
+      '--hostname-override', 'node', '--cluster-cidr', '198.18.10.0/24', '--conntrack-max-per-core', '0',
       '--healthz-bind-address', '127.0.0.1:10256', '--metrics-bind-address', '127.0.0.1:10249', '-v', '0']);
   };
 }

@@ -105,7 +105,7 @@ async function run(mode: Mode, source: SourceKind, ns: Netns, dir: string): Prom
   const cluster = generateCluster({ services: N, endpointsPerService: 10, nodeName: NODE });
   const slices = [...cluster.slices];
   if (mode === 'iptables') await ns.execOk('iptables-legacy', ['-t', 'mangle', '-N', 'KUBE-IPTABLES-HINT']);
-  const args = ['--proxy-mode', mode, '--hostname-override', NODE, '-v', '2', '--cluster-cidr', '198.18.0.0/16',
+  const args = ['--proxy-mode', mode, '--hostname-override', NODE, '-v', '2', '--cluster-cidr', '198.18.0.0/16', '--conntrack-max-per-core', '0',
     '--iptables-min-sync-period', '0', '--healthz-bind-address', '', '--metrics-bind-address', ''];
   let api: NetnsProcess | undefined;
   let apply: (slice: Raw, i: number) => void;

@@ -177,7 +177,7 @@ async function endToEnd(mode: Mode, cluster: Cluster, dir: string, runs: number)
       // A legacy node, as kubelet marks it: kproxy follows it (src/platform/iptables.ts).
       if (mode === 'iptables') await ns.execOk('iptables-legacy', ['-t', 'mangle', '-N', 'KUBE-IPTABLES-HINT']);
       const kp = startKproxy(ns, [
-        '--proxy-mode', mode, '--manifests', dir, '--hostname-override', NODE, '-v', '2', '--cluster-cidr', '198.18.0.0/16',
+        '--proxy-mode', mode, '--manifests', dir, '--hostname-override', NODE, '-v', '2', '--cluster-cidr', '198.18.0.0/16', '--conntrack-max-per-core', '0',
         '--iptables-min-sync-period', '0', '--healthz-bind-address', '', '--metrics-bind-address', '',
       ]);
       try {

@@ -208,14 +208,27 @@ export async function cleanup(log: Logger, exec: Exec): Promise<number> {
     ['iptables', () => removeIptablesRules(ipt)],
     ['nftables', () => removeNftablesRules(exec)],
   ];
-  for (const [mode, remove] of removers) {
-    try {
-      const removed = await remove();
-      log.info('cleanup done', { mode, removedChains: removed.join(',') || 'none' });
-    } catch (err) {
-      failed = true;
-      log.error('cleanup failed', { mode, err: errorMessage(err) });
+  // iptables and IPVS mode share chains (KUBE-MARK-MASQ, KUBE-PROXY-FIREWALL, ...): whichever runs
+  // first may find one still referenced by the other's rules. A remover that failed is run once
+  // more after the others, when what held its chains is gone.
+  let pending = removers;
+  for (let pass = 1; pass <= 2 && pending.length > 0; pass++) {
+    const retry: typeof removers = [];
+    for (const [mode, remove] of pending) {
+      try {
+        const removed = await remove();
+        log.info('cleanup done', { mode, removedChains: removed.join(',') || 'none' });
+      } catch (err) {
+        if (pass === 1) {
+          retry.push([mode, remove]);
+          log.info('cleanup incomplete; retrying after the other modes', { mode, err: errorMessage(err) });
+        } else {
+          failed = true;
+          log.error('cleanup failed', { mode, err: errorMessage(err) });
+        }
+      }
     }
+    pending = retry;
   }
   return failed ? 1 : 0;
 }

@@ -30,7 +30,7 @@ test('ipvs mode without kernel IPVS falls back to iptables mode and serves traff
     cluster = await buildCluster(prefix);
     const node1 = cluster.node1;
     kp = node1.spawn(process.execPath, [KPROXY_BIN, '--proxy-mode', 'ipvs', '--manifests', file, '--hostname-override', 'node1',
-      '--cluster-cidr', CLUSTER_CIDR, '--healthz-bind-address', '', '--metrics-bind-address', '127.0.0.1:10249',
+      '--cluster-cidr', CLUSTER_CIDR, '--conntrack-max-per-core', '0', '--healthz-bind-address', '', '--metrics-bind-address', '127.0.0.1:10249',
       '--iptables-min-sync-period', '0s', '--iptables-sync-period', '2s', '-v', '2']);
     const p = kp;
     await pollUntil('kproxy to sync', () => {
