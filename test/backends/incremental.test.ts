@@ -10,10 +10,11 @@ import { IptablesRenderer, renderIptables } from '../../src/backends/iptables/re
 import { serializePartial as iptablesPartial } from '../../src/backends/iptables/serialize.js';
 import { NftablesRenderer, renderNftables } from '../../src/backends/nftables/render.js';
 import { serializePartial as nftPartial } from '../../src/backends/nftables/serialize.js';
-import type { EndpointSliceObject, ServiceObject } from '../../src/core/objects.js';
+import type { EndpointSliceObject, NodeObject, ServiceObject } from '../../src/core/objects.js';
+import { ep, node, slice, svc } from '../helpers/objects.js';
 import { SnapshotBuilder, type Snapshot } from '../../src/core/snapshot.js';
 import { generateCluster, sliceWithEndpoints, toSourceEvents, type Raw } from '../../bench/cluster-gen.js';
-import { addEvent, BASE_OPTS, NODE, overall } from '../helpers/upstream-world.js';
+import { addEvent, BASE_OPTS, NODE, overall, port } from '../helpers/upstream-world.js';
 
 const IPT_OPTS = { ...BASE_OPTS, localhostNodePorts: false };
 
@@ -172,3 +173,22 @@ for (const mode of MODES) {
     for (const c of declared) assert.match(c ?? '', mode.name === 'iptables' ? /^KUBE-(SVC|SEP|EXT|FW|SVL)-/ : /\/svc-7\//);
   });
 }
+
+test('a change of this node\'s zone re-renders ports whose objects did not change (topology hints)', () => {
+  const zoneOf = (z: string): NodeObject => node(NODE, { labels: { 'topology.kubernetes.io/zone': z } });
+  const objects = [
+    svc('ns1', 'svc1', { clusterIP: '172.30.0.41', ports: [port('p80', 80)] }),
+    slice('ns1', 'svc1-1', 'svc1', [ep('10.180.0.1', { zoneHints: ['zone-a'] }), ep('10.180.0.2', { zoneHints: ['zone-b'] })], { portName: 'p80', port: 80 }),
+  ];
+  for (const { name, make, fresh } of MODES) {
+    const b = new SnapshotBuilder(NODE);
+    for (const o of [zoneOf('zone-a'), ...objects]) b.handle(addEvent(o));
+    const r = make();
+    const inA = r.render(b.next());
+    b.handle({ kind: 'Node', type: 'update', previous: zoneOf('zone-a'), object: zoneOf('zone-b') });
+    const s = b.next();
+    const inB = r.render(s);
+    assert.deepEqual(inB, fresh(s), `${name}: the incremental render after the zone change equals a fresh one`);
+    assert.notDeepEqual(inB, inA, `${name}: the zone change moved Cluster traffic to the other endpoint`);
+  }
+});

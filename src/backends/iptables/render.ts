@@ -10,7 +10,8 @@ import type { Endpoint } from '../../core/endpoints.js';
 import type { ServicePortName } from '../../core/ids.js';
 import type { ServicePort } from '../../core/service-port.js';
 import type { Snapshot } from '../../core/snapshot.js';
-import { categorizeEndpoints, nodeTopology, type NodeTopology } from '../../core/traffic-policy.js';
+import { categorizeEndpoints, type NodeTopology } from '../../core/traffic-policy.js';
+import { PortCache } from '../port-cache.js';
 import { canonicalIP, parseCIDR } from '../../core/ip.js';
 import type { IptablesModel, IptablesRenderOptions, ServiceChains, TableName } from './model.js';
 import {
@@ -202,10 +203,6 @@ function validPort(p: number): boolean {
   return Number.isInteger(p) && p >= 1 && p <= 65535;
 }
 
-function compareNames(a: string, b: string): number {
-  return a < b ? -1 : a > b ? 1 : 0;
-}
-
 /** `"text"`: upstream quotes comments that contain spaces, and writes one-word comments bare. */
 function q(text: string): string {
   return `"${text}"`;
@@ -230,16 +227,6 @@ interface PortFragment {
   readonly noLocalExternal: number;
 }
 
-/** A service port as the renderer last saw it (by object identity) and what it rendered to. */
-interface PortEntry {
-  readonly sp: ServicePort;
-  readonly eps: readonly Endpoint[];
-  readonly view: PortView | string | undefined;
-  fragment: PortFragment | undefined;
-}
-
-const NO_ENDPOINTS: readonly Endpoint[] = Object.freeze([]);
-
 /**
  * Renders snapshots one after another, re-rendering only the service ports whose ServicePort or
  * endpoint list is a different object than at the previous render (the snapshot keeps the very
@@ -251,10 +238,7 @@ export class IptablesRenderer {
   private readonly ctx: RenderContext;
   private readonly header: { readonly filter: Piece; readonly nat: Piece };
   private readonly trailer: { readonly filter: Piece; readonly nat: Piece };
-  private entries = new Map<ServicePortName, PortEntry>();
-  private order: ServicePortName[] = [];
-  /** This node's name and zone at the last render: a change re-renders every port (topology hints). */
-  private topologyKey: string | undefined;
+  private readonly ports: PortCache<PortView, PortFragment>;
   private largeClusterMode: boolean | undefined;
   /** Service ports rendered by the last call (for benches and tests). */
   lastRendered = 0;
@@ -286,6 +270,7 @@ export class IptablesRenderer {
     });
 
     this.ctx = { options, family, nfacct, localhostNodePorts, ifLocal, ifNotLocal, primaryNodeIP };
+    this.ports = new PortCache((sp, eps) => viewOf(sp, eps, family));
 
     const filterH = new Piece('filter');
     const natH = new Piece('nat');
@@ -337,32 +322,12 @@ export class IptablesRenderer {
   }
 
   render(snap: Snapshot): IptablesModel {
-    const family = this.ctx.family;
-    const prev = this.entries;
-    const next = new Map<ServicePortName, PortEntry>();
-    let namesChanged = snap.servicePorts.size !== prev.size;
-    for (const [name, sp] of snap.servicePorts) {
-      const eps = snap.endpoints.get(name) ?? NO_ENDPOINTS;
-      const old = prev.get(name);
-      if (old !== undefined && old.sp === sp && old.eps === eps) {
-        next.set(name, old);
-        continue;
-      }
-      if (old === undefined) namesChanged = true;
-      next.set(name, { sp, eps, view: viewOf(sp, eps, family), fragment: undefined });
-    }
-    this.entries = next;
-    const topology = nodeTopology(this.ctx.options.nodeName !== '' ? this.ctx.options.nodeName : snap.nodeName, snap.node);
-    const topologyKey = `${topology.nodeName}\0${topology.zone}`;
-    const topologyChanged = topologyKey !== this.topologyKey;
-    this.topologyKey = topologyKey;
-    // The service ports this family programs, in a fixed order.
-    if (namesChanged) this.order = [...next.keys()].sort(compareNames);
+    const { ordered, topology } = this.ports.update(snap, this.ctx.options.nodeName);
 
     let totalEndpoints = 0;
-    for (const e of next.values()) if (typeof e.view === 'object') totalEndpoints += e.view.endpoints.length;
+    for (const e of ordered) if (typeof e.view === 'object') totalEndpoints += e.view.endpoints.length;
     const largeClusterMode = totalEndpoints > LARGE_CLUSTER_ENDPOINTS_THRESHOLD;
-    const rerenderAll = largeClusterMode !== this.largeClusterMode || topologyChanged;
+    const rerenderAll = largeClusterMode !== this.largeClusterMode;
     this.largeClusterMode = largeClusterMode;
 
     const skipped = new Map<ServicePortName, string>();
@@ -372,9 +337,9 @@ export class IptablesRenderer {
     let noLocalInternal = 0;
     let noLocalExternal = 0;
     let rendered = 0;
-    for (const name of this.order) {
-      const e = next.get(name);
-      if (e === undefined || e.view === undefined) continue;
+    for (const e of ordered) {
+      const name = e.name;
+      if (e.view === undefined) continue;
       if (typeof e.view === 'string') {
         skipped.set(name, e.view);
         continue;

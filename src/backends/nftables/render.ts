@@ -9,7 +9,8 @@ import type { Endpoint } from '../../core/endpoints.js';
 import type { ServicePortName } from '../../core/ids.js';
 import type { ServicePort } from '../../core/service-port.js';
 import type { Snapshot } from '../../core/snapshot.js';
-import { categorizeEndpoints, nodeTopology, type NodeTopology } from '../../core/traffic-policy.js';
+import { categorizeEndpoints, type NodeTopology } from '../../core/traffic-policy.js';
+import { PortCache } from '../port-cache.js';
 import { canonicalIP, parseCIDR } from '../../core/ip.js';
 import { masqueradeMark } from '../iptables/names.js';
 import type { BaseChainSpec, NftChain, NftElement, NftSet, NftablesModel, NftablesRenderOptions, ServicePortObjects } from './model.js';
@@ -143,10 +144,6 @@ function viewOf(sp: ServicePort, eps: readonly Endpoint[], family: 'IPv4' | 'IPv
   return { sp, clusterIP: cip.ip, externalIPs: ips(sp.externalIPs), loadBalancerIPs: ips(sp.loadBalancerIPs), sourceRanges, endpoints };
 }
 
-function compareNames(a: string, b: string): number {
-  return a < b ? -1 : a > b ? 1 : 0;
-}
-
 /** What a render needs from the options, computed once per renderer. */
 interface RenderContext {
   readonly options: NftablesRenderOptions;
@@ -170,15 +167,6 @@ interface PortFragment {
   readonly noLocalExternal: number;
 }
 
-interface PortEntry {
-  readonly sp: ServicePort;
-  readonly eps: readonly Endpoint[];
-  readonly view: PortView | string | undefined;
-  fragment: PortFragment | undefined;
-}
-
-const NO_ENDPOINTS: readonly Endpoint[] = Object.freeze([]);
-
 /**
  * Renders snapshots one after another, re-rendering only the service ports whose ServicePort or
  * endpoint list is a different object than at the previous render (the snapshot keeps the very
@@ -192,10 +180,7 @@ export class NftablesRenderer {
   private readonly headerElements: ReadonlyMap<string, readonly NftElement[]>;
   private readonly sharedSets: ReadonlySet<string>;
   private readonly absentSets: readonly string[];
-  private entries = new Map<ServicePortName, PortEntry>();
-  private order: ServicePortName[] = [];
-  /** This node's name and zone at the last render: a change re-renders every port (topology hints). */
-  private topologyKey: string | undefined;
+  private readonly ports: PortCache<PortView, PortFragment>;
   /** Service ports rendered by the last call (for benches and tests). */
   lastRendered = 0;
 
@@ -280,6 +265,7 @@ export class NftablesRenderer {
       : `${ipX} daddr @${NODEPORT_IPS_SET} meta l4proto . th dport vmap @${SERVICE_NODEPORTS_MAP}`);
 
     this.ctx = { options, family, ipX, addrType, ifLocal, ifNotLocal, primaryNodeIP };
+    this.ports = new PortCache((sp, eps) => viewOf(sp, eps, family));
     this.headerChains = b.frozenChains();
     this.headerSets = b.sets;
     const elements = new Map<string, readonly NftElement[]>();
@@ -290,26 +276,7 @@ export class NftablesRenderer {
   }
 
   render(snap: Snapshot): NftablesModel {
-    const family = this.ctx.family;
-    const prev = this.entries;
-    const next = new Map<ServicePortName, PortEntry>();
-    let namesChanged = snap.servicePorts.size !== prev.size;
-    for (const [name, sp] of snap.servicePorts) {
-      const eps = snap.endpoints.get(name) ?? NO_ENDPOINTS;
-      const old = prev.get(name);
-      if (old !== undefined && old.sp === sp && old.eps === eps) {
-        next.set(name, old);
-        continue;
-      }
-      if (old === undefined) namesChanged = true;
-      next.set(name, { sp, eps, view: viewOf(sp, eps, family), fragment: undefined });
-    }
-    this.entries = next;
-    const topology = nodeTopology(this.ctx.options.nodeName !== '' ? this.ctx.options.nodeName : snap.nodeName, snap.node);
-    const topologyKey = `${topology.nodeName}\0${topology.zone}`;
-    const topologyChanged = topologyKey !== this.topologyKey;
-    this.topologyKey = topologyKey;
-    if (namesChanged) this.order = [...next.keys()].sort(compareNames);
+    const { ordered, topology } = this.ports.update(snap, this.ctx.options.nodeName);
 
     const chains = new Map(this.headerChains);
     const sets = new Map(this.headerSets);
@@ -324,14 +291,14 @@ export class NftablesRenderer {
     let noLocalInternal = 0;
     let noLocalExternal = 0;
     let rendered = 0;
-    for (const name of this.order) {
-      const e = next.get(name);
-      if (e === undefined || e.view === undefined) continue;
+    for (const e of ordered) {
+      const name = e.name;
+      if (e.view === undefined) continue;
       if (typeof e.view === 'string') {
         skipped.set(name, e.view);
         continue;
       }
-      if (e.fragment === undefined || topologyChanged) {
+      if (e.fragment === undefined) {
         e.fragment = renderPort(this.ctx, e.view, this.sharedSets, topology);
         rendered++;
       }
@@ -370,7 +337,7 @@ export class NftablesRenderer {
     const elements = new Map<string, readonly NftElement[]>();
     for (const [name, l] of lists) elements.set(name, Object.freeze(l));
     return Object.freeze({
-      family: family === 'IPv6' ? 'ip6' : 'ip',
+      family: this.ctx.family === 'IPv6' ? 'ip6' : 'ip',
       table: TABLE,
       chains,
       sets,
