@@ -226,7 +226,7 @@ for (const mode of MODES) {
         const broken = await runClient<string>(c.node1, ['tcp', WEB, '80', '1', '500']);
         assert.equal(broken.ok, false, 'the flush really broke the service');
         await pollUntil('the ClusterIP to work again', async () => (await runClient<string>(c.node1, ['tcp', WEB, '80', '1', '500'])).ok,
-          { timeoutMs: 2000 + 3000, stepMs: 200, describeLast: log });
+          { timeoutMs: (2000 + 3000) * SLOW, stepMs: 200, describeLast: log });
       });
 
       await kp1.stop({ signal: 'SIGTERM', timeoutMs: 10_000 });
