@@ -11,7 +11,7 @@ import type { ServicePortName } from '../../core/ids.js';
 import type { ServicePort } from '../../core/service-port.js';
 import type { Snapshot } from '../../core/snapshot.js';
 import { categorizeEndpoints, type NodeTopology } from '../../core/traffic-policy.js';
-import { PortCache } from '../port-cache.js';
+import { PortCache, type PortView, viewOf } from '../port-cache.js';
 import { canonicalIP, parseCIDR } from '../../core/ip.js';
 import type { IptablesModel, IptablesRenderOptions, ServiceChains, TableName } from './model.js';
 import {
@@ -158,50 +158,6 @@ function assemble(table: TableName, pieces: readonly Piece[]): ReadonlyMap<strin
   return chains;
 }
 
-/** A service port after upstream's per-family filtering, with canonical addresses. */
-interface PortView {
-  readonly sp: ServicePort;
-  readonly clusterIP: string;
-  readonly externalIPs: readonly string[];
-  readonly loadBalancerIPs: readonly string[];
-  readonly sourceRanges: readonly { readonly cidr: string; contains(ip: string): boolean }[];
-  readonly endpoints: readonly Endpoint[];
-}
-
-/**
- * The port as this family's proxier sees it; undefined when it belongs to no proxier of this
- * family (no cluster IP, or one of the other family: upstream ignores those silently); a
- * string (the reason) when it is invalid.
- */
-function viewOf(sp: ServicePort, eps: readonly Endpoint[], family: 'IPv4' | 'IPv6'): PortView | string | undefined {
-  if (sp.clusterIP === '' || sp.clusterIP === 'None') return undefined;
-  const cip = canonicalIP(sp.clusterIP);
-  if (!cip) return `invalid cluster IP ${JSON.stringify(sp.clusterIP)}`;
-  if (cip.family !== family) return undefined;
-  if (!validPort(sp.port)) return `invalid port ${sp.port}`;
-  if (sp.nodePort !== 0 && !validPort(sp.nodePort)) return `invalid node port ${sp.nodePort}`;
-  if (sp.healthCheckNodePort !== 0 && !validPort(sp.healthCheckNodePort)) return `invalid health check node port ${sp.healthCheckNodePort}`;
-  const ips = (list: readonly string[]): string[] => {
-    const out: string[] = [];
-    for (const t of list) {
-      const c = canonicalIP(t);
-      if (c && c.family === family && !out.includes(c.ip)) out.push(c.ip);
-    }
-    return out;
-  };
-  const sourceRanges: { cidr: string; contains(ip: string): boolean }[] = [];
-  for (const t of sp.loadBalancerSourceRanges) {
-    const c = parseCIDR(t.trim());
-    if (c && c.family === family) sourceRanges.push(c);
-  }
-  // The snapshot already keeps only slices of the service's address family; this guards the port and family.
-  const endpoints = eps.filter((e) => validPort(e.port) && e.ip.includes(':') === (family === 'IPv6'));
-  return { sp, clusterIP: cip.ip, externalIPs: ips(sp.externalIPs), loadBalancerIPs: ips(sp.loadBalancerIPs), sourceRanges, endpoints };
-}
-
-function validPort(p: number): boolean {
-  return Number.isInteger(p) && p >= 1 && p <= 65535;
-}
 
 /** `"text"`: upstream quotes comments that contain spaces, and writes one-word comments bare. */
 function q(text: string): string {

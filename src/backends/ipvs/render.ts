@@ -16,6 +16,7 @@ import { masqueradeMark } from '../iptables/names.js';
 import { jumpRule, type JumpRule } from '../iptables/render.js';
 import type { IpsetModel, IpvsModel, IpvsRenderOptions, OwnedVirtualServer, RealServer } from './model.js';
 import { virtualServerKey } from './model.js';
+import { validPort } from '../port-cache.js';
 import {
   IPSETS, IPVS_CHAINS, KUBE_CLUSTER_IP, KUBE_EXTERNAL_IP, KUBE_EXTERNAL_IP_LOCAL, KUBE_FORWARD, KUBE_HEALTH_CHECK_NODE_PORT,
   KUBE_IPVS_FILTER, KUBE_IPVS_IPS, KUBE_IPVS_OUT_FILTER, KUBE_LOAD_BALANCER, KUBE_LOAD_BALANCER_CHAIN, KUBE_LOAD_BALANCER_FW,
@@ -56,10 +57,6 @@ const IPSET_RULES: readonly { set: IpsetInfo; table: 'nat' | 'filter'; from: str
 
 function compare(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
-}
-
-function validPort(p: number): boolean {
-  return Number.isInteger(p) && p >= 1 && p <= 65535;
 }
 
 /** The text `ipset save` prints for a net of a hash:...,net set: host nets lose their prefix. */

@@ -10,7 +10,7 @@ import type { ServicePortName } from '../../core/ids.js';
 import type { ServicePort } from '../../core/service-port.js';
 import type { Snapshot } from '../../core/snapshot.js';
 import { categorizeEndpoints, type NodeTopology } from '../../core/traffic-policy.js';
-import { PortCache } from '../port-cache.js';
+import { PortCache, type PortView, viewOf } from '../port-cache.js';
 import { canonicalIP, parseCIDR } from '../../core/ip.js';
 import { masqueradeMark } from '../iptables/names.js';
 import type { BaseChainSpec, NftChain, NftElement, NftSet, NftablesModel, NftablesRenderOptions, ServicePortObjects } from './model.js';
@@ -107,42 +107,6 @@ export function quote(text: string): string {
   return `"${text.replace(/["\\]/g, '')}"`;
 }
 
-interface PortView {
-  readonly sp: ServicePort;
-  readonly clusterIP: string;
-  readonly externalIPs: readonly string[];
-  readonly loadBalancerIPs: readonly string[];
-  readonly sourceRanges: readonly { readonly cidr: string; contains(ip: string): boolean }[];
-  readonly endpoints: readonly Endpoint[];
-}
-
-function validPort(p: number): boolean {
-  return Number.isInteger(p) && p >= 1 && p <= 65535;
-}
-
-function viewOf(sp: ServicePort, eps: readonly Endpoint[], family: 'IPv4' | 'IPv6'): PortView | string | undefined {
-  if (sp.clusterIP === '' || sp.clusterIP === 'None') return undefined;
-  const cip = canonicalIP(sp.clusterIP);
-  if (!cip) return `invalid cluster IP ${JSON.stringify(sp.clusterIP)}`;
-  if (cip.family !== family) return undefined;
-  if (!validPort(sp.port)) return `invalid port ${sp.port}`;
-  if (sp.nodePort !== 0 && !validPort(sp.nodePort)) return `invalid node port ${sp.nodePort}`;
-  const ips = (list: readonly string[]): string[] => {
-    const out: string[] = [];
-    for (const t of list) {
-      const c = canonicalIP(t);
-      if (c && c.family === family && !out.includes(c.ip)) out.push(c.ip);
-    }
-    return out;
-  };
-  const sourceRanges: { cidr: string; contains(ip: string): boolean }[] = [];
-  for (const t of sp.loadBalancerSourceRanges) {
-    const c = parseCIDR(t.trim());
-    if (c && c.family === family && !sourceRanges.some((r) => r.cidr === c.cidr)) sourceRanges.push(c);
-  }
-  const endpoints = eps.filter((e) => validPort(e.port) && e.ip.includes(':') === (family === 'IPv6'));
-  return { sp, clusterIP: cip.ip, externalIPs: ips(sp.externalIPs), loadBalancerIPs: ips(sp.loadBalancerIPs), sourceRanges, endpoints };
-}
 
 /** What a render needs from the options, computed once per renderer. */
 interface RenderContext {
