@@ -94,7 +94,7 @@ export async function buildCluster(prefix: string): Promise<Cluster> {
     await client.addRoute('198.18.100.0/24', { via: NODE_IPS.node1 });
     await client.addRoute('198.18.101.0/24', { via: NODE_IPS.node1 });
     for (const [name, addr] of Object.entries(POD_IPS)) {
-      const p = pods[name as PodName].spawn(process.execPath, [POD_JS, '--name', name, '--tcp', `${addr}:8080`, '--udp', `${addr}:5353`, '--max-ms', '600000']);
+      const p = pods[name as PodName].spawn(process.execPath, [POD_JS, '--name', name, '--tcp', `${addr}:8080`, '--tcp-hold', `${addr}:8081`, '--udp', `${addr}:5353`, '--max-ms', '600000']);
       await p.waitForOutput('ready', 10_000);
     }
     let destroyed: Promise<void> | undefined;
@@ -113,6 +113,8 @@ export const DNS = '198.18.100.11';
 export const STICKY = '198.18.100.12';
 export const EMPTY = '198.18.100.13';
 export const LB_IP = '198.18.101.1';
+/** A ClusterIP whose endpoints hold connections open and echo (pods' port 8081). */
+export const HELD = '198.18.100.16';
 
 function endpoints(pods: readonly PodName[]): string {
   return pods.map((p) => `- addresses: ["${POD_IPS[p]}"]\n  nodeName: ${p === 'pod-c' ? 'node2' : 'node1'}`).join('\n');
@@ -137,8 +139,8 @@ ${pods.length > 0 ? `endpoints:\n${endpoints(pods)}` : 'endpoints: []'}
 `;
 }
 
-/** The scenario table's Services: web (NodePort), local (ETP Local), lb (source ranges), sticky, empty, dns (UDP). */
-export function scenarioManifest(webPods: readonly PodName[], dnsPods: readonly PodName[]): string {
+/** The scenario table's Services: web (NodePort), local (ETP Local), lb (source ranges), sticky, empty, dns (UDP), held (long-lived TCP). */
+export function scenarioManifest(webPods: readonly PodName[], dnsPods: readonly PodName[], heldPods: readonly PodName[] = ['pod-a', 'pod-b']): string {
   const http = { name: 'http', protocol: 'TCP', port: 8080 };
   return [
     service('web', `  type: NodePort\n  clusterIP: ${WEB}\n  ports: [{name: http, port: 80, targetPort: 8080, nodePort: 30080}]`, webPods, http),
@@ -148,6 +150,7 @@ export function scenarioManifest(webPods: readonly PodName[], dnsPods: readonly 
     service('sticky', `  clusterIP: ${STICKY}\n  sessionAffinity: ClientIP\n  ports: [{name: http, port: 80, targetPort: 8080}]`, ['pod-a', 'pod-b', 'pod-c'], http),
     service('empty', `  clusterIP: ${EMPTY}\n  ports: [{name: http, port: 80, targetPort: 8080}]`, [], http),
     service('dns', `  clusterIP: ${DNS}\n  ports: [{name: dns, protocol: UDP, port: 53, targetPort: 5353}]`, dnsPods, { name: 'dns', protocol: 'UDP', port: 5353 }),
+    service('held', `  clusterIP: ${HELD}\n  ports: [{name: echo, port: 80, targetPort: 8081}]`, heldPods, { name: 'echo', protocol: 'TCP', port: 8081 }),
   ].join('---\n');
 }
 

@@ -12,7 +12,9 @@
  *     Reads one JSON command a line from stdin, answers one JSON line each, keeps connections:
  *       {"open":"HOST:PORT","from":"LOCAL_IP"} → {"ok":true,"id":N,"reply":"<first line>"}
  *         (the connection stays open; the server must not close it, e.g. netns-pod --hold)
+ *       {"send":N,"text":"..."} → {"ok":true,"reply":"<next line back>"} (an echoing server)
  *       {"close":N} → {"ok":true} once the connection is fully closed
+ *       {"close":N,"reset":true} → the same, closing with a RST instead of a FIN
  *     Errors answer {"ok":false,"error":"..."}; the session ends when stdin ends.
  * On failure: {"ok":false,"error":"...","replies":[...so far]} and exit status 1.
  * Every wait is bounded by TIMEOUT_MS (default 3000) per connection/datagram.
@@ -67,33 +69,60 @@ async function session(timeoutMs: number): Promise<number> {
   const conns = new Map<number, net.Socket>();
   let next = 0;
   const answer = (v: unknown): void => { process.stdout.write(`${JSON.stringify(v)}\n`); };
-  const open = (target: string, from: string | undefined): Promise<{ id: number; reply: string }> => new Promise((resolve, reject) => {
-    const m = /^(.+):(\d+)$/.exec(target);
-    if (!m?.[1] || !m[2]) return reject(new Error(`bad target ${JSON.stringify(target)}`));
-    const s = net.connect({ host: m[1], port: Number(m[2]), ...(from ? { localAddress: from } : {}) });
-    let buf = '';
-    const timer = setTimeout(() => { s.destroy(); reject(new Error(`tcp ${target} from ${from ?? '?'}: no greeting within ${timeoutMs}ms`)); }, timeoutMs);
-    const onData = (d: Buffer): void => {
-      buf += d.toString();
-      const nl = buf.indexOf('\n');
+  /** Each open connection's unread text; a line read waits for its newline. */
+  const pending = new Map<number, { text: string; wake: (() => void) | undefined }>();
+  const readLine = (id: number, what: string): Promise<string> => new Promise((resolve, reject) => {
+    const p = pending.get(id);
+    if (!p) return reject(new Error(`no connection ${id}`));
+    const timer = setTimeout(() => { p.wake = undefined; reject(new Error(`connection ${id}: no ${what} within ${timeoutMs}ms (got ${JSON.stringify(p.text)})`)); }, timeoutMs);
+    const check = (): void => {
+      const nl = p.text.indexOf('\n');
       if (nl < 0) return;
       clearTimeout(timer);
-      s.off('data', onData);
-      s.resume();
-      const id = next++;
-      conns.set(id, s);
-      resolve({ id, reply: buf.slice(0, nl) });
+      p.wake = undefined;
+      const line = p.text.slice(0, nl);
+      p.text = p.text.slice(nl + 1);
+      resolve(line);
     };
-    s.on('data', onData);
-    s.once('error', (e) => { clearTimeout(timer); reject(new Error(`tcp ${target} from ${from ?? '?'}: ${e.message}`)); });
+    p.wake = check;
+    check();
   });
-  const close = (id: number): Promise<void> => new Promise((resolve, reject) => {
+  const open = async (target: string, from: string | undefined): Promise<{ id: number; reply: string }> => {
+    const m = /^(.+):(\d+)$/.exec(target);
+    if (!m?.[1] || !m[2]) throw new Error(`bad target ${JSON.stringify(target)}`);
+    const s = net.connect({ host: m[1], port: Number(m[2]), ...(from ? { localAddress: from } : {}) });
+    const id = next++;
+    const p: { text: string; wake: (() => void) | undefined } = { text: '', wake: undefined };
+    pending.set(id, p);
+    s.on('data', (d: Buffer) => { p.text += d.toString(); p.wake?.(); });
+    s.on('error', () => undefined); // after the first (answered below), a reset peer is seen on the next send
+    const failed = new Promise<never>((_, reject) => s.once('error', (e) => reject(new Error(`tcp ${target} from ${from ?? '?'}: ${e.message}`))));
+    failed.catch(() => undefined);
+    try {
+      const reply = await Promise.race([readLine(id, 'greeting'), failed]);
+      conns.set(id, s);
+      return { id, reply };
+    } catch (err) {
+      pending.delete(id);
+      s.destroy();
+      throw err;
+    }
+  };
+  const send = async (id: number, text: string): Promise<string> => {
+    const s = conns.get(id);
+    if (!s) throw new Error(`no connection ${id}`);
+    s.write(`${text}\n`);
+    return readLine(id, 'echo');
+  };
+  const close = (id: number, reset: boolean): Promise<void> => new Promise((resolve, reject) => {
     const s = conns.get(id);
     if (!s) return reject(new Error(`no connection ${id}`));
     conns.delete(id);
+    pending.delete(id);
     const timer = setTimeout(() => { s.destroy(); reject(new Error(`connection ${id}: not closed within ${timeoutMs}ms`)); }, timeoutMs);
     s.once('close', () => { clearTimeout(timer); resolve(); });
-    s.end();
+    if (reset) s.resetAndDestroy();
+    else s.end();
   });
   let buffered = '';
   let chain = Promise.resolve();
@@ -106,9 +135,10 @@ async function session(timeoutMs: number): Promise<number> {
       if (line.trim() === '') continue;
       chain = chain.then(async () => {
         try {
-          const cmd = JSON.parse(line) as { open?: string; from?: string; close?: number };
+          const cmd = JSON.parse(line) as { open?: string; from?: string; send?: number; text?: string; close?: number; reset?: boolean };
           if (cmd.open !== undefined) answer({ ok: true, ...(await open(cmd.open, cmd.from)) });
-          else if (cmd.close !== undefined) { await close(cmd.close); answer({ ok: true }); }
+          else if (cmd.send !== undefined) answer({ ok: true, reply: await send(cmd.send, cmd.text ?? '') });
+          else if (cmd.close !== undefined) { await close(cmd.close, cmd.reset === true); answer({ ok: true }); }
           else answer({ ok: false, error: `unknown command ${line}` });
         } catch (err) {
           answer({ ok: false, error: err instanceof Error ? err.message : String(err) });

@@ -3,7 +3,8 @@
  *   node dist/test/helpers/netns-pod.js --name pod-a --tcp 127.0.0.11:8080 --udp 127.0.0.11:5353
  * TCP: greets each connection with `<name> <client ip>:<client port>\n` and closes it.
  * With --hold, TCP connections stay open after the greeting until the client closes them (so
- * the kernel counts them as active, e.g. IPVS's least-connection schedulers).
+ * the kernel counts them as active, e.g. IPVS's least-connection schedulers), and echo back
+ * whatever the client sends; --tcp-hold IP:PORT does the same for one listener only.
  * UDP: answers each datagram with `<name>: <datagram>`.
  * Prints `ready` once every socket listens. Bounded: exits by itself after --max-ms (default
  * 120 s), when its stdin closes (the test process is gone), or on SIGTERM/SIGINT.
@@ -14,7 +15,7 @@ import * as net from 'node:net';
 
 interface PodArgs {
   name: string;
-  tcp: { ip: string; port: number }[];
+  tcp: { ip: string; port: number; hold: boolean }[];
   udp: { ip: string; port: number }[];
   maxMs: number;
   hold: boolean;
@@ -38,7 +39,8 @@ function parseArgs(argv: readonly string[]): PodArgs {
     const v = argv[i + 1];
     switch (flag) {
       case '--name': out.name = v ?? 'pod'; break;
-      case '--tcp': out.tcp.push(parseAddr(v, flag)); break;
+      case '--tcp': out.tcp.push({ ...parseAddr(v, flag), hold: false }); break;
+      case '--tcp-hold': out.tcp.push({ ...parseAddr(v, flag), hold: true }); break;
       case '--udp': out.udp.push(parseAddr(v, flag)); break;
       case '--max-ms': out.maxMs = Number(v); break;
       default: throw new Error(`unknown argument ${JSON.stringify(flag)}`);
@@ -53,10 +55,10 @@ async function run(args: PodArgs): Promise<void> {
     const server = net.createServer((s) => {
       s.on('error', () => undefined);
       const greeting = `${args.name} ${s.remoteAddress ?? '?'}:${s.remotePort ?? 0}\n`;
-      if (!args.hold) return void s.end(greeting);
+      if (!args.hold && !a.hold) return void s.end(greeting);
       s.write(greeting);
+      s.on('data', (d: Buffer) => s.write(d));
       s.on('end', () => s.end());
-      s.resume();
     });
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);

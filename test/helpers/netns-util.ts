@@ -3,7 +3,7 @@
  * iptables-save output, and a read-only snapshot of the root namespace's network state.
  */
 import { fileURLToPath } from 'node:url';
-import { runHost, type Netns } from '../../src/platform/netns.js';
+import { runHost, type Netns, type NetnsProcess } from '../../src/platform/netns.js';
 
 /** The repository root (this file is compiled to dist/test/helpers/, three levels down). */
 export const REPO_ROOT = fileURLToPath(new URL('../../../', import.meta.url));
@@ -81,4 +81,32 @@ export async function runClient<T>(ns: Netns, args: readonly string[], timeoutMs
   } catch {
     return { ok: false, error: `client exited ${r.code} without a result: ${r.stderr.trim() || r.stdout.trim()}`, replies: [] };
   }
+}
+
+export interface SessionAnswer { ok: boolean; id?: number; reply?: string; error?: string }
+
+/**
+ * Starts a netns-client `session` in `ns` and returns its driver: each call sends one command
+ * and resolves with its answer; `end()` closes stdin (the client then closes what it holds).
+ */
+export function clientSession(ns: Netns, timeoutMs: number, answerWithinMs = 30_000): { send: (cmd: object) => Promise<SessionAnswer>; proc: NetnsProcess; end: () => void } {
+  const proc = ns.spawn(process.execPath, [CLIENT_JS, 'session', String(timeoutMs)]);
+  let seen = 0;
+  return {
+    proc,
+    send: async (cmd) => {
+      proc.child.stdin?.write(`${JSON.stringify(cmd)}\n`);
+      const want = seen + 1;
+      await pollUntil(`client session answer to ${JSON.stringify(cmd)}`, () => proc.stdout().split('\n').length > want || !proc.running,
+        { timeoutMs: answerWithinMs, stepMs: 10, describeLast: () => proc.stderr() });
+      const line = proc.stdout().split('\n')[seen] ?? '';
+      seen = want;
+      try {
+        return JSON.parse(line) as SessionAnswer;
+      } catch {
+        return { ok: false, error: `client session exited without an answer: ${proc.stderr().trim()}` };
+      }
+    },
+    end: () => { proc.child.stdin?.end(); },
+  };
 }

@@ -24,10 +24,8 @@ const DIST = join(REPO_ROOT, 'dist');
  *   { file: 'test/netns/kernel-modes.test.js', env: { KPROXY_KERNEL_MODES: 'ipvs' } }
  */
 const GUEST_EXTRA: readonly { file: string; env?: Record<string, string> }[] = [
-  // Not yet: the shared scenario table in ipvs mode passes 11 of its 12 scenarios in this VM, but
-  // its "external flush is repaired" check races under emulation (a fresh client process starts
-  // slower than kproxy repairs). Run it by hand until that check reads the kernel's state instead:
-  //   { file: 'test/netns/kernel-modes.test.js', env: { KPROXY_KERNEL_MODES: 'ipvs' } },
+  // The shared kernel scenario table, in IPVS mode (its waits scale with the emulation: SLOW).
+  { file: 'test/netns/kernel-modes.test.js', env: { KPROXY_KERNEL_MODES: 'ipvs' } },
 ];
 
 /** Every compiled guest test file, then GUEST_EXTRA, as paths relative to the checkout. */

@@ -14,10 +14,10 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { SCHEDULER_NAMES, type SchedulerName } from '../../src/core/annotations.js';
-import { cleanupStaleNetns, kernelTestGate, type NetnsProcess } from '../../src/platform/netns.js';
+import { cleanupStaleNetns, kernelTestGate } from '../../src/platform/netns.js';
 import { createScheduler, kernelListOrder } from '../../src/scheduling/index.js';
 import type { SchedDest, Scheduler } from '../../src/scheduling/scheduler.js';
-import { CLIENT_JS, pollUntil } from '../helpers/netns-util.js';
+import { clientSession, pollUntil, type SessionAnswer } from '../helpers/netns-util.js';
 import { assertInGuest, CLIENT_IPS, ipvsTopology, SERVER_PORT, type IpvsTopology } from '../helpers/vm-guest.js';
 import { SCHED_SCRIPT, SCHED_WEIGHTS } from '../scheduling/fixtures.js';
 
@@ -27,19 +27,6 @@ interface Dest extends SchedDest {
   activeConns: number;
   inactiveConns: number;
   readonly name: string;
-}
-
-/** A netns-client `session`: one JSON command a line, one JSON answer each. */
-function session(proc: NetnsProcess): (cmd: object) => Promise<{ ok: boolean; id?: number; reply?: string; error?: string }> {
-  let seen = 0;
-  return async (cmd) => {
-    proc.child.stdin?.write(`${JSON.stringify(cmd)}\n`);
-    const want = seen + 1;
-    await pollUntil(`client session answer to ${JSON.stringify(cmd)}`, () => proc.stdout().split('\n').length > want || !proc.running, { timeoutMs: 30_000, stepMs: 10 });
-    const line = proc.stdout().split('\n')[seen] ?? '';
-    seen = want;
-    return JSON.parse(line) as { ok: boolean; id?: number; reply?: string; error?: string };
-  };
 }
 
 /** Real servers by firewall-mark service, in the kernel's list order, with their counters. */
@@ -79,7 +66,7 @@ const dst = (k: number, to: number): string => `198.18.${96 + k}.${1 + to}`;
  * Runs the script on every scheduler at once, each on its own service, step by step: one read
  * of the kernel's counters per step serves all of them (each service has its own counters).
  */
-async function agreement(topo: IpvsTopology, send: ReturnType<typeof session>): Promise<Run[]> {
+async function agreement(topo: IpvsTopology, send: (cmd: object) => Promise<SessionAnswer>): Promise<Run[]> {
   const now = (): number => Math.floor(performance.now());
   const runs: Run[] = SCHEDULER_NAMES.map((name, k) => ({
     name, mark: k + 1, sched: createScheduler(name, { now }),
@@ -160,9 +147,9 @@ test('guest: every IPVS scheduler picks the same real servers as src/scheduling 
   await cleanupStaleNetns('vm-sched-lb');
   const topo = await ipvsTopology('vm-sched', SERVERS, { hold: true });
   try {
-    const client = topo.client.spawn(process.execPath, [CLIENT_JS, 'session', '10000']);
-    const runs = await agreement(topo, session(client));
-    client.child.stdin?.end();
+    const client = clientSession(topo.client, 10_000);
+    const runs = await agreement(topo, client.send);
+    client.end();
     for (const r of runs) {
       await t.test(r.name, (st) => {
         assert.equal(r.kernel.length, SCHED_SCRIPT.filter((s) => 'open' in s).length);
