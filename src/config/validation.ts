@@ -95,8 +95,8 @@ export function validateConfig(values: ReadonlyMap<string, Value>, errs: ErrorLi
     return [...items];
   };
   const hostPort = (path: string, def: HostPort | undefined): HostPort | undefined => {
-    const v = get<string>(path, '');
     if (!values.has(path)) return def;
+    const v = get<string>(path, '');
     if (v === '') return undefined;
     const m = /^(?:\[([^\]]*)\]|([^:[\]]*)):([^:[\]]*)$/.exec(v);
     if (!m) {
