@@ -1,40 +1,116 @@
 /**
  * KubeProxyConfiguration (kubeproxy.config.k8s.io/v1alpha1) files, for the fields kproxy
- * supports. Unknown fields are errors that name the field, as upstream's strict decoding.
+ * supports: decoded strictly, as upstream's decoder, into values by field path. Unknown fields
+ * are named as upstream's strict decoding names them (`strict decoding error: unknown field
+ * "iptables.syncPeriodd"`); a value of the wrong type is a field error naming its path. The
+ * values are validated with the flags over them (validation.ts), all errors reported together.
  */
 import { readFileSync } from 'node:fs';
 import { parse, stringify } from 'yaml';
-import { formatDuration } from './duration.js';
-import { parseDuration } from './duration.js';
-import { ConfigError, parseCIDRList, parseHostPort, parseIPValue, parseMode, parseScheduler, type ProxyConfig } from './config.js';
-import type { ConntrackSettings } from '../platform/conntrack-settings.js';
+import { formatDuration, parseDuration } from './duration.js';
+import { ConfigError, type ProxyConfig } from './config.js';
+import { ErrorList, shown, type Value } from './validation.js';
 
-type Partial<T> = { -readonly [K in keyof T]?: T[K] };
+/** What a field holds; `ignored` fields are accepted (upstream has them) and have no effect. */
+type Kind = 'string' | 'duration' | 'int32' | 'bool' | 'strings' | 'ignored';
 
-/**
- * What a file sets: any top-level field, conntrack field by field, and ipvs mode's own sync
- * periods (applied only in ipvs mode).
- */
-export type FileConfig = Partial<Omit<ProxyConfig, 'conntrack'>> & { conntrack?: Partial<ConntrackSettings>; ipvsSyncPeriodMs?: number; ipvsMinSyncPeriodMs?: number };
+const API_VERSION = 'kubeproxy.config.k8s.io/v1alpha1';
+const KIND = 'KubeProxyConfiguration';
 
-const KNOWN: Record<string, readonly string[] | true> = {
-  apiVersion: true, kind: true, mode: true, clusterCIDR: true, bindAddress: true, healthzBindAddress: true,
-  metricsBindAddress: true, hostnameOverride: true, nodePortAddresses: true, udpIdleTimeout: true,
-  iptables: ['syncPeriod', 'minSyncPeriod', 'masqueradeAll', 'masqueradeBit', 'localhostNodePorts'],
-  ipvs: ['scheduler', 'syncPeriod', 'minSyncPeriod', 'strictARP', 'excludeCIDRs', 'tcpTimeout', 'tcpFinTimeout', 'udpTimeout'],
-  nftables: ['syncPeriod', 'minSyncPeriod', 'masqueradeAll', 'masqueradeBit'],
-  clientConnection: ['kubeconfig', 'qps', 'burst', 'contentType', 'acceptContentTypes'],
-  conntrack: ['maxPerCore', 'min', 'tcpEstablishedTimeout', 'tcpCloseWaitTimeout', 'tcpBeLiberal', 'udpTimeout', 'udpStreamTimeout'],
-  featureGates: true, logging: true, portRange: true, oomScoreAdj: true, configSyncPeriod: true,
-  detectLocalMode: true, detectLocal: true, showHiddenMetricsForVersion: true, enableProfiling: true,
-  masqueradeAll: true, syncPeriod: true, minSyncPeriod: true,
+const SCHEMA: Record<string, Kind | Record<string, Kind>> = {
+  apiVersion: 'ignored', kind: 'ignored', mode: 'string', clusterCIDR: 'string', bindAddress: 'string', healthzBindAddress: 'string',
+  metricsBindAddress: 'string', hostnameOverride: 'string', nodePortAddresses: 'strings', udpIdleTimeout: 'duration',
+  iptables: { syncPeriod: 'duration', minSyncPeriod: 'duration', masqueradeAll: 'bool', masqueradeBit: 'int32', localhostNodePorts: 'bool' },
+  ipvs: {
+    scheduler: 'string', syncPeriod: 'duration', minSyncPeriod: 'duration', strictARP: 'bool', excludeCIDRs: 'strings',
+    tcpTimeout: 'duration', tcpFinTimeout: 'duration', udpTimeout: 'duration',
+  },
+  nftables: { syncPeriod: 'duration', minSyncPeriod: 'duration', masqueradeAll: 'bool', masqueradeBit: 'int32' },
+  clientConnection: { kubeconfig: 'string', qps: 'ignored', burst: 'ignored', contentType: 'ignored', acceptContentTypes: 'ignored' },
+  conntrack: {
+    maxPerCore: 'int32', min: 'int32', tcpEstablishedTimeout: 'duration', tcpCloseWaitTimeout: 'duration', tcpBeLiberal: 'bool',
+    udpTimeout: 'duration', udpStreamTimeout: 'duration',
+  },
+  featureGates: 'ignored', logging: 'ignored', portRange: 'ignored', oomScoreAdj: 'ignored', configSyncPeriod: 'ignored',
+  detectLocalMode: 'ignored', detectLocal: 'ignored', showHiddenMetricsForVersion: 'ignored', enableProfiling: 'ignored',
+  masqueradeAll: 'ignored', syncPeriod: 'ignored', minSyncPeriod: 'ignored',
 };
+
+/** A decoded file: values by field path ("mode", "iptables.syncPeriod"), and what was wrong. */
+export interface DecodedConfig {
+  readonly values: Map<string, Value>;
+  readonly errors: readonly string[];
+}
 
 function isRecord(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
-export function loadConfigFile(path: string): FileConfig {
+/** One field's value, or undefined (with an error) when it is of the wrong type. */
+function decodeField(kind: Exclude<Kind, 'ignored'>, v: unknown, path: string, errs: ErrorList): Value | undefined {
+  switch (kind) {
+    case 'string':
+      if (typeof v === 'string') return v;
+      break;
+    case 'bool':
+      if (typeof v === 'boolean') return v;
+      break;
+    case 'int32':
+      if (typeof v === 'number' && Number.isInteger(v) && v >= -(2 ** 31) && v < 2 ** 31) return v;
+      break;
+    case 'duration': {
+      const ms = typeof v === 'string' ? parseDuration(v) : undefined;
+      if (ms !== undefined) return ms;
+      errs.invalid(path, shown(v), 'must be a duration such as 30s, 1m0s or 250ms');
+      return undefined;
+    }
+    case 'strings': {
+      if (!Array.isArray(v)) break;
+      const bad = v.map((x, i) => [x, i] as const).filter(([x]) => typeof x !== 'string');
+      for (const [x, i] of bad) errs.invalid(`${path}[${i}]`, shown(x), 'must be of type string');
+      return bad.length === 0 ? (v as string[]) : undefined;
+    }
+  }
+  errs.invalid(path, shown(v), `must be of type ${kind === 'strings' ? '[]string' : kind}`);
+  return undefined;
+}
+
+/** Decodes a parsed KubeProxyConfiguration document strictly. */
+export function decodeConfig(raw: unknown): DecodedConfig {
+  const values = new Map<string, Value>();
+  const errs = new ErrorList();
+  const unknown: string[] = [];
+  if (!isRecord(raw)) {
+    errs.invalid('', shown(raw), 'must be of type object');
+    return { values, errors: errs.errors };
+  }
+  for (const [field, want] of [['apiVersion', API_VERSION], ['kind', KIND]] as const) {
+    if (raw[field] === undefined || raw[field] === null || raw[field] === '') errs.required(field, `must be ${want}`);
+    else if (raw[field] !== want) errs.unsupported(field, raw[field], [want]);
+  }
+  const walk = (obj: Record<string, unknown>, schema: Record<string, Kind | Record<string, Kind>>, prefix: string): void => {
+    for (const [k, v] of Object.entries(obj)) {
+      const path = prefix + k;
+      const kind = schema[k];
+      if (kind === undefined) unknown.push(`unknown field ${JSON.stringify(path)}`);
+      else if (v === null || kind === 'ignored') continue;
+      else if (typeof kind === 'object') {
+        if (isRecord(v)) walk(v, kind, `${path}.`);
+        else errs.invalid(path, shown(v), 'must be of type object');
+      } else {
+        const d = decodeField(kind, v, path, errs);
+        if (d !== undefined) values.set(path, d);
+      }
+    }
+  };
+  walk(raw, SCHEMA, '');
+  // Upstream's runtime.NewStrictDecodingError: one error naming every unknown field.
+  const errors = unknown.length > 0 ? [`strict decoding error: ${unknown.join(', ')}`, ...errs.errors] : errs.errors;
+  return { values, errors };
+}
+
+/** Reads and decodes a --config file; unreadable or unparsable files are ConfigErrors at once. */
+export function loadConfigFile(path: string): DecodedConfig {
   let text: string;
   try {
     text = readFileSync(path, 'utf8');
@@ -47,104 +123,7 @@ export function loadConfigFile(path: string): FileConfig {
   } catch (err) {
     throw new ConfigError(`--config ${path}: not valid YAML: ${err instanceof Error ? err.message.split('\n')[0] : String(err)}`);
   }
-  return configFromObject(raw, path);
-}
-
-export function configFromObject(raw: unknown, path: string): FileConfig {
-  const where = (f: string): string => `${path}: ${f}`;
-  if (!isRecord(raw)) throw new ConfigError(`--config ${path}: must be a KubeProxyConfiguration object`);
-  if (raw.kind !== 'KubeProxyConfiguration') throw new ConfigError(`--config ${path}: kind must be KubeProxyConfiguration, got ${JSON.stringify(raw.kind)}`);
-  if (raw.apiVersion !== 'kubeproxy.config.k8s.io/v1alpha1') {
-    throw new ConfigError(`--config ${path}: apiVersion must be kubeproxy.config.k8s.io/v1alpha1, got ${JSON.stringify(raw.apiVersion)}`);
-  }
-  for (const [k, v] of Object.entries(raw)) {
-    const known = KNOWN[k];
-    if (known === undefined) throw new ConfigError(`--config ${path}: unknown field ${JSON.stringify(k)}`);
-    if (Array.isArray(known) && isRecord(v)) {
-      for (const sub of Object.keys(v)) if (!known.includes(sub)) throw new ConfigError(`--config ${path}: unknown field ${JSON.stringify(`${k}.${sub}`)}`);
-    }
-  }
-  const str = (v: unknown, f: string): string => {
-    if (typeof v !== 'string') throw new ConfigError(`invalid value ${JSON.stringify(v)} for ${where(f)}: must be a string`);
-    return v;
-  };
-  const dur = (v: unknown, f: string): number => {
-    const ms = parseDuration(str(v, f));
-    if (ms === undefined) throw new ConfigError(`invalid value ${JSON.stringify(v)} for ${where(f)}: must be a duration such as 30s`);
-    return ms;
-  };
-  const bool = (v: unknown, f: string): boolean => {
-    if (typeof v !== 'boolean') throw new ConfigError(`invalid value ${JSON.stringify(v)} for ${where(f)}: must be true or false`);
-    return v;
-  };
-  const out: FileConfig = {};
-  if (raw.mode !== undefined && raw.mode !== '') out.mode = parseMode(str(raw.mode, 'mode'), where('mode'));
-  if (raw.clusterCIDR !== undefined) out.clusterCIDRs = parseCIDRList(str(raw.clusterCIDR, 'clusterCIDR'), where('clusterCIDR'));
-  if (raw.bindAddress !== undefined) out.bindAddress = parseIPValue(str(raw.bindAddress, 'bindAddress'), where('bindAddress'));
-  if (raw.healthzBindAddress !== undefined) out.healthzBindAddress = parseHostPort(str(raw.healthzBindAddress, 'healthzBindAddress'), where('healthzBindAddress'));
-  if (raw.metricsBindAddress !== undefined) out.metricsBindAddress = parseHostPort(str(raw.metricsBindAddress, 'metricsBindAddress'), where('metricsBindAddress'));
-  if (raw.hostnameOverride !== undefined && raw.hostnameOverride !== '') out.hostnameOverride = str(raw.hostnameOverride, 'hostnameOverride').toLowerCase();
-  if (raw.nodePortAddresses !== undefined && raw.nodePortAddresses !== null) {
-    if (!Array.isArray(raw.nodePortAddresses)) throw new ConfigError(`invalid value for ${where('nodePortAddresses')}: must be a list of CIDRs`);
-    out.nodePortAddresses = parseCIDRList(raw.nodePortAddresses.map((x, i) => str(x, `nodePortAddresses[${i}]`)), where('nodePortAddresses'));
-  }
-  if (raw.udpIdleTimeout !== undefined) out.udpIdleTimeoutMs = dur(raw.udpIdleTimeout, 'udpIdleTimeout');
-  // As upstream's v1alpha1 conversion: the sync periods and masquerade settings come from the
-  // section of the file's mode (nftables for mode nftables, iptables otherwise; ipvs has its own).
-  const section = out.mode === 'nftables' ? 'nftables' : 'iptables';
-  const ipt = isRecord(raw[section]) ? raw[section] : {};
-  if (ipt.syncPeriod !== undefined) out.syncPeriodMs = dur(ipt.syncPeriod, `${section}.syncPeriod`);
-  if (ipt.minSyncPeriod !== undefined) out.minSyncPeriodMs = dur(ipt.minSyncPeriod, `${section}.minSyncPeriod`);
-  if (ipt.masqueradeAll !== undefined) out.masqueradeAll = bool(ipt.masqueradeAll, `${section}.masqueradeAll`);
-  if (ipt.masqueradeBit !== undefined && ipt.masqueradeBit !== null) {
-    if (typeof ipt.masqueradeBit !== 'number') throw new ConfigError(`invalid value for ${where(`${section}.masqueradeBit`)}: must be a number`);
-    if (!(Number.isInteger(ipt.masqueradeBit) && ipt.masqueradeBit >= 0 && ipt.masqueradeBit <= 31)) {
-      throw new ConfigError(`invalid value ${ipt.masqueradeBit} for ${where(`${section}.masqueradeBit`)}: must be within the range [0, 31]`);
-    }
-    out.masqueradeBit = ipt.masqueradeBit;
-  }
-  if (out.syncPeriodMs !== undefined && out.syncPeriodMs <= 0) throw new ConfigError(`invalid value for ${where(`${section}.syncPeriod`)}: must be greater than 0`);
-  if (out.minSyncPeriodMs !== undefined && out.minSyncPeriodMs < 0) throw new ConfigError(`invalid value for ${where(`${section}.minSyncPeriod`)}: must be greater than or equal to 0`);
-  if (out.syncPeriodMs !== undefined && out.minSyncPeriodMs !== undefined && out.minSyncPeriodMs > out.syncPeriodMs) {
-    throw new ConfigError(`invalid value for ${where(`${section}.syncPeriod`)}: must be greater than or equal to ${section}.minSyncPeriod`);
-  }
-  const ct = isRecord(raw.conntrack) ? raw.conntrack : {};
-  const conntrack: Partial<ConntrackSettings> = {};
-  const count = (v: unknown, f: string): number => {
-    if (typeof v !== 'number' || !Number.isInteger(v)) throw new ConfigError(`invalid value ${JSON.stringify(v)} for ${where(f)}: must be an integer`);
-    if (v < 0) throw new ConfigError(`invalid value ${v} for ${where(f)}: must be greater than or equal to 0`);
-    return v;
-  };
-  const timeout = (v: unknown, f: string): number => {
-    const text = str(v, f);
-    const ms = parseDuration(text.replace(/^-/, ''));
-    if (ms === undefined) throw new ConfigError(`invalid value ${JSON.stringify(v)} for ${where(f)}: must be a duration such as 30s`);
-    if (text.startsWith('-') && ms > 0) throw new ConfigError(`invalid value ${JSON.stringify(v)} for ${where(f)}: must be greater than or equal to 0`);
-    return ms;
-  };
-  if (ct.maxPerCore !== undefined && ct.maxPerCore !== null) conntrack.maxPerCore = count(ct.maxPerCore, 'conntrack.maxPerCore');
-  if (ct.min !== undefined && ct.min !== null) conntrack.min = count(ct.min, 'conntrack.min');
-  if (ct.tcpEstablishedTimeout !== undefined && ct.tcpEstablishedTimeout !== null) conntrack.tcpEstablishedTimeoutMs = timeout(ct.tcpEstablishedTimeout, 'conntrack.tcpEstablishedTimeout');
-  if (ct.tcpCloseWaitTimeout !== undefined && ct.tcpCloseWaitTimeout !== null) conntrack.tcpCloseWaitTimeoutMs = timeout(ct.tcpCloseWaitTimeout, 'conntrack.tcpCloseWaitTimeout');
-  if (ct.tcpBeLiberal !== undefined) conntrack.tcpBeLiberal = bool(ct.tcpBeLiberal, 'conntrack.tcpBeLiberal');
-  if (ct.udpTimeout !== undefined && ct.udpTimeout !== null) conntrack.udpTimeoutMs = timeout(ct.udpTimeout, 'conntrack.udpTimeout');
-  if (ct.udpStreamTimeout !== undefined && ct.udpStreamTimeout !== null) conntrack.udpStreamTimeoutMs = timeout(ct.udpStreamTimeout, 'conntrack.udpStreamTimeout');
-  if (Object.keys(conntrack).length > 0) out.conntrack = conntrack;
-  const ipvs = isRecord(raw.ipvs) ? raw.ipvs : {};
-  if (ipvs.scheduler !== undefined && ipvs.scheduler !== '') out.ipvsScheduler = parseScheduler(str(ipvs.scheduler, 'ipvs.scheduler'), where('ipvs.scheduler'));
-  if (ipvs.syncPeriod !== undefined) out.ipvsSyncPeriodMs = dur(ipvs.syncPeriod, 'ipvs.syncPeriod');
-  if (ipvs.minSyncPeriod !== undefined) out.ipvsMinSyncPeriodMs = dur(ipvs.minSyncPeriod, 'ipvs.minSyncPeriod');
-  if (ipvs.strictARP !== undefined) out.ipvsStrictARP = bool(ipvs.strictARP, 'ipvs.strictARP');
-  if (ipvs.excludeCIDRs !== undefined && ipvs.excludeCIDRs !== null) {
-    if (!Array.isArray(ipvs.excludeCIDRs)) throw new ConfigError(`invalid value for ${where('ipvs.excludeCIDRs')}: must be a list of CIDRs`);
-    out.ipvsExcludeCIDRs = parseCIDRList(ipvs.excludeCIDRs.map((x, i) => str(x, `ipvs.excludeCIDRs[${i}]`)), where('ipvs.excludeCIDRs'));
-  }
-  if (ipvs.tcpTimeout !== undefined) out.ipvsTcpTimeoutMs = dur(ipvs.tcpTimeout, 'ipvs.tcpTimeout');
-  if (ipvs.tcpFinTimeout !== undefined) out.ipvsTcpFinTimeoutMs = dur(ipvs.tcpFinTimeout, 'ipvs.tcpFinTimeout');
-  if (ipvs.udpTimeout !== undefined) out.ipvsUdpTimeoutMs = dur(ipvs.udpTimeout, 'ipvs.udpTimeout');
-  const cc = isRecord(raw.clientConnection) ? raw.clientConnection : {};
-  if (cc.kubeconfig !== undefined && cc.kubeconfig !== '') out.kubeconfig = str(cc.kubeconfig, 'clientConnection.kubeconfig');
-  return out;
+  return decodeConfig(raw);
 }
 
 function hostPortText(hp: ProxyConfig['healthzBindAddress']): string {

@@ -11,7 +11,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parse as parseYAML, parseAllDocuments } from 'yaml';
-import { configFromObject } from '../../src/config/file.js';
+import { decodeConfig } from '../../src/config/file.js';
+import { ErrorList, validateConfig } from '../../src/config/validation.js';
 import { KUBERNETES_SOURCE_ACCESS } from '../../src/sources/kubernetes/source.js';
 
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
@@ -186,14 +187,18 @@ test('the ConfigMap\'s config.conf is a KubeProxyConfiguration kproxy\'s loader 
   const raw = parseYAML(text) as unknown;
   assert.equal(at(raw, 'apiVersion'), 'kubeproxy.config.k8s.io/v1alpha1');
   assert.equal(at(raw, 'kind'), 'KubeProxyConfiguration');
-  const c = configFromObject(raw, 'config.conf');
+  const decoded = decodeConfig(raw);
+  assert.deepEqual(decoded.errors, []);
+  const errs = new ErrorList();
+  const c = validateConfig(decoded.values, errs);
+  assert.deepEqual(errs.errors, []);
   assert.equal(c.mode, 'iptables');
   assert.deepEqual(c.clusterCIDRs, ['10.244.0.0/16']);
   assert.deepEqual(c.metricsBindAddress, { host: '0.0.0.0', port: 10249 });
   assert.equal(c.syncPeriodMs, 30_000);
   assert.equal(c.minSyncPeriodMs, 1_000);
   assert.equal(c.kubeconfig, undefined, 'an empty clientConnection.kubeconfig means in-cluster');
-  assert.equal(c.hostnameOverride, undefined, 'the node name comes from --hostname-override=$(NODE_NAME), not the shared ConfigMap');
+  assert.equal(decoded.values.get('hostnameOverride'), undefined, 'the node name comes from --hostname-override=$(NODE_NAME), not the shared ConfigMap');
 });
 
 /** Every (apiGroup, resource, verb) a ClusterRole's rules grant; wildcards and extras are refused. */
