@@ -34,6 +34,7 @@ import { serializeFull as nftFull, serializePartial as nftPartial } from '../src
 import type { NftablesModel } from '../src/backends/nftables/model.js';
 import type { EndpointSliceObject } from '../src/core/objects.js';
 import { SnapshotBuilder, type Snapshot } from '../src/core/snapshot.js';
+import type { ChunkedText } from '../src/core/text.js';
 import { cleanupStaleNetns, createNetns, isRoot, type Netns } from '../src/platform/netns.js';
 import { generateCluster, sliceWithEndpoints, toSourceEvents, writeManifests, writeSliceFile, type Cluster } from './cluster-gen.js';
 import { median, ms, startKproxy } from './kproxy-proc.js';
@@ -60,9 +61,19 @@ function log(msg: string): void {
 }
 
 interface Texts {
-  /** Full text of the first snapshot, and a partial text for one endpoint change after it. */
-  readonly full: string;
-  readonly partial: string;
+  /** Full text of the first snapshot, and a partial text for one endpoint change after it (made again when written). */
+  readonly full: ChunkedText;
+  readonly partial: ChunkedText;
+  /** Their sizes in characters. */
+  readonly fullChars: number;
+  readonly partialChars: number;
+}
+
+/** Makes the whole text, chunk by chunk as a sync writes it; returns its size. */
+function produce(text: ChunkedText): number {
+  let n = 0;
+  for (const chunk of text) n += chunk.length;
+  return n;
 }
 
 interface InProcess {
@@ -81,13 +92,14 @@ function inProcess(mode: Mode, cluster: Cluster): InProcess {
   const snap = b.next();
   const renders: number[] = [];
   const sers: number[] = [];
-  let full = '';
+  let full: ChunkedText | undefined;
+  let fullChars = 0;
   const make = (): { render(s: Snapshot): IptablesModel | NftablesModel; lastRendered: number } =>
     mode === 'iptables' ? new IptablesRenderer(RENDER_OPTS) : new NftablesRenderer(RENDER_OPTS);
-  const serialize = (m: IptablesModel | NftablesModel): string => (mode === 'iptables' ? iptFull(m as IptablesModel) : nftFull(m as NftablesModel).text);
-  const partialText = (m: IptablesModel | NftablesModel, prev: IptablesModel | NftablesModel, s: Snapshot): string => (mode === 'iptables'
+  const serialize = (m: IptablesModel | NftablesModel): ChunkedText => (mode === 'iptables' ? iptFull(m as IptablesModel) : nftFull(m as NftablesModel));
+  const partialText = (m: IptablesModel | NftablesModel, prev: IptablesModel | NftablesModel, s: Snapshot): ChunkedText => (mode === 'iptables'
     ? iptPartial(m as IptablesModel, { changed: s.changed, previous: prev as IptablesModel })
-    : nftPartial(m as NftablesModel, { changed: s.changed, previous: prev as NftablesModel }).text);
+    : nftPartial(m as NftablesModel, { changed: s.changed, previous: prev as NftablesModel }));
   for (let r = 0; r < RUNS; r++) {
     const renderer = make();
     let t = performance.now();
@@ -95,13 +107,15 @@ function inProcess(mode: Mode, cluster: Cluster): InProcess {
     renders.push(performance.now() - t);
     t = performance.now();
     full = serialize(m);
+    fullChars = produce(full);
     sers.push(performance.now() - t);
   }
   // One endpoint removed from one service per run (a different service each time).
   const renderer = make();
   let prev = renderer.render(snap);
   const partials: number[] = [];
-  let partial = '';
+  let partial: ChunkedText | undefined;
+  let partialChars = 0;
   let rendered = 0;
   const slices = events.flatMap((e) => (e.kind === 'EndpointSlice' && e.type === 'add' ? [e.object] : []));
   for (let r = 0; r < RUNS; r++) {
@@ -112,12 +126,17 @@ function inProcess(mode: Mode, cluster: Cluster): InProcess {
     const s = b.next();
     const m = renderer.render(s);
     const text = partialText(m, prev, s);
+    const chars = produce(text);
     partials.push(performance.now() - t);
-    if (r === 0) partial = text;
+    if (r === 0) {
+      partial = text;
+      partialChars = chars;
+    }
     rendered = renderer.lastRendered;
     prev = m;
   }
-  return { render: median(renders), serialize: median(sers), partial: median(partials), partialRendered: rendered, texts: { full, partial } };
+  if (full === undefined || partial === undefined) throw new Error('bench: no runs');
+  return { render: median(renders), serialize: median(sers), partial: median(partials), partialRendered: rendered, texts: { full, partial, fullChars, partialChars } };
 }
 
 interface ToolTimes {
@@ -262,12 +281,12 @@ async function main(): Promise<void> {
           e2e = await endToEnd(mode, cluster, dir, runs);
         }
         full.push(pad([
-          mode, n.toLocaleString('en'), ms(ip.render), ms(ip.serialize), `${(ip.texts.full.length / 1e6).toFixed(1)} MB`, ms(tool.full),
+          mode, n.toLocaleString('en'), ms(ip.render), ms(ip.serialize), `${(ip.texts.fullChars / 1e6).toFixed(1)} MB`, ms(tool.full),
           pct(own / (own + tool.full)), ms(e2e.fullSync), pct((e2e.fullSync - tool.full) / e2e.fullSync), ms(e2e.startToSynced),
           Number.isFinite(e2e.rssMB) ? `${e2e.rssMB.toFixed(0)} MB` : 'n/a',
         ]));
         part.push(pad([
-          mode, n.toLocaleString('en'), `${ms(ip.partial)} (${ip.partialRendered} port)`, `${(ip.texts.partial.length / 1e3).toFixed(0)} kB`, ms(tool.partial),
+          mode, n.toLocaleString('en'), `${ms(ip.partial)} (${ip.partialRendered} port)`, `${(ip.texts.partialChars / 1e3).toFixed(0)} kB`, ms(tool.partial),
           ms(e2e.partialSync), ms(e2e.editToSynced), pct(e2e.partialSync / e2e.fullSync),
         ]));
         process.stdout.write(`${full[full.length - 1] ?? ''}\n${part[part.length - 1] ?? ''}\n`);

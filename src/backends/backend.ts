@@ -1,4 +1,5 @@
 import type { Snapshot } from '../core/snapshot.js';
+import type { Text } from '../core/text.js';
 
 export const PROXY_MODES = ['userspace', 'iptables', 'ipvs', 'nftables'] as const;
 export type ProxyMode = (typeof PROXY_MODES)[number];
@@ -13,7 +14,7 @@ export interface Backend {
   /** Idempotent: stops serving, drains within its bound, removes what it installed. */
   close(): Promise<void>;
   /** Kernel modes: the exact input a full sync of this snapshot applies (`--dry-run`). */
-  dryRun?(snapshot: Snapshot): string;
+  dryRun?(snapshot: Snapshot): Text;
 }
 
 /** What shapes a kernel mode's rules, common to every kernel mode (from flags/config). */

@@ -5,6 +5,7 @@
 import { errorMessage, KproxyError } from '../core/errors.js';
 import type { Source, SourceProblem } from '../core/events.js';
 import { SnapshotBuilder } from '../core/snapshot.js';
+import type { Text } from '../core/text.js';
 import type { Backend, KernelRenderOptions } from '../backends/backend.js';
 import { IptablesBackend, removeIptablesRules } from '../backends/iptables/backend.js';
 import { IpvsBackend, removeIpvsRules } from '../backends/ipvs/backend.js';
@@ -26,7 +27,7 @@ import { Conntrack } from '../platform/conntrack.js';
 import { applyConntrackSettings, sysHashSize } from '../platform/conntrack-settings.js';
 import { availableParallelism } from 'node:os';
 import { execSysctl } from '../platform/sysctl.js';
-import { realExec, type Exec } from '../platform/exec.js';
+import { realExec, writeText, type Exec } from '../platform/exec.js';
 import { Iptables, detectIptablesBackend } from '../platform/iptables.js';
 import { traceCommand } from '../netfilter/trace-cli.js';
 import { ManifestSource } from '../sources/files/source.js';
@@ -178,7 +179,7 @@ export async function start(config: ProxyConfig, options: { log?: Logger; exec?:
 }
 
 /** Reads the source once (until it is synced) and returns what a full sync would apply. */
-export async function dryRun(config: ProxyConfig, log: Logger): Promise<string> {
+export async function dryRun(config: ProxyConfig, log: Logger): Promise<Text> {
   const metrics = new ProxyMetrics();
   const backend = createBackend(config, log, metrics, realExec);
   if (!backend.dryRun) throw new KproxyError('KP_ERR_MODE_UNAVAILABLE', `--dry-run is not available for --proxy-mode ${config.mode}`);
@@ -270,7 +271,8 @@ export async function main(argv: readonly string[]): Promise<number> {
       return 2;
     }
     try {
-      process.stdout.write(await dryRun(config, log));
+      // In chunks, as a sync writes it to the tool: the whole text is never held at once.
+      await writeText(process.stdout, await dryRun(config, log));
       return 0;
     } catch (err) {
       if (err instanceof ConfigError) {

@@ -1,5 +1,8 @@
 /** Running external tools (iptables-restore, nft, ipset, ...), with a fake for tests. */
 import { spawn } from 'node:child_process';
+import type { Writable } from 'node:stream';
+import { errorMessage } from '../core/errors.js';
+import { textOf, type Text } from '../core/text.js';
 
 export interface ExecResult {
   /** Exit code; 127 when the command does not exist. */
@@ -8,33 +11,97 @@ export interface ExecResult {
   readonly stderr: string;
 }
 
-export type Exec = (cmd: string, args: readonly string[], options?: { input?: string }) => Promise<ExecResult>;
+/** `input` is written to the tool's stdin, which is then closed; a ChunkedText chunk by chunk. */
+export type Exec = (cmd: string, args: readonly string[], options?: { input?: Text }) => Promise<ExecResult>;
 
-export const realExec: Exec = (cmd, args, options) =>
-  new Promise((resolve) => {
+/**
+ * Writes a text to a stream: a string at once, a ChunkedText chunk by chunk as the stream takes
+ * them (so the whole text never exists at once). Resolves once everything is handed to the
+ * stream, or when the stream fails or closes (a tool may exit before reading all its input).
+ * Rejects only when making the text fails, before the rest of it is written.
+ */
+export async function writeText(stream: Writable, text: Text): Promise<void> {
+  if (typeof text === 'string') {
+    if (text !== '') stream.write(text);
+    return;
+  }
+  for (const chunk of text) {
+    if (stream.destroyed || stream.writableEnded) return;
+    if (!stream.write(chunk) && !stream.destroyed) {
+      await new Promise<void>((resolve) => {
+        const done = (): void => {
+          stream.off('drain', done);
+          stream.off('close', done);
+          stream.off('error', done);
+          resolve();
+        };
+        stream.on('drain', done);
+        stream.on('close', done);
+        stream.on('error', done);
+      });
+    }
+  }
+}
+
+/**
+ * Runs a tool: `input` to its stdin (a ChunkedText chunk by chunk), stdout and stderr collected.
+ * With `timeoutMs`, the tool is killed (SIGKILL, by its pid) after that long: code 124. If making
+ * the input fails, the tool is killed before its stdin is closed (a tool that saw the end of a
+ * truncated input could apply part of it): code 1, and stderr says why.
+ */
+export function runTool(cmd: string, args: readonly string[], options: { input?: Text; timeoutMs?: number } = {}): Promise<ExecResult> {
+  return new Promise((resolve) => {
     const child = spawn(cmd, [...args], { stdio: ['pipe', 'pipe', 'pipe'] });
     const out: Buffer[] = [];
     const err: Buffer[] = [];
     child.stdout.on('data', (b: Buffer) => out.push(b));
     child.stderr.on('data', (b: Buffer) => err.push(b));
     let settled = false;
+    let timedOut = false;
+    const timer = options.timeoutMs === undefined ? undefined : setTimeout(() => {
+      timedOut = true;
+      child.kill('SIGKILL');
+    }, options.timeoutMs);
+    const finish = (r: ExecResult): void => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      resolve(r);
+    };
     child.on('error', (e: NodeJS.ErrnoException) => {
-      if (settled) return;
-      settled = true;
-      resolve({ code: e.code === 'ENOENT' ? 127 : 126, stdout: '', stderr: `${cmd}: ${e.code === 'ENOENT' ? 'command not found' : e.message}` });
-    });
-    child.on('close', (code) => {
-      if (settled) return;
-      settled = true;
-      resolve({ code: code ?? 1, stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString() });
+      finish({ code: e.code === 'ENOENT' ? 127 : 126, stdout: '', stderr: `${cmd}: ${e.code === 'ENOENT' ? 'command not found' : e.message}` });
     });
     child.stdin.on('error', () => { /* the tool may exit before reading all input */ });
-    child.stdin.end(options?.input ?? '');
+    const fed = writeText(child.stdin, options.input ?? '').then(
+      () => {
+        child.stdin.end();
+        return undefined;
+      },
+      (e: unknown) => {
+        child.kill('SIGKILL');
+        child.stdin.destroy();
+        return `making the input failed: ${errorMessage(e)}`;
+      },
+    );
+    child.on('close', (code) => {
+      void fed.then((failure) => {
+        const stderr = Buffer.concat(err).toString();
+        finish({
+          code: timedOut ? 124 : failure !== undefined ? 1 : code ?? 1,
+          stdout: Buffer.concat(out).toString(),
+          stderr: timedOut ? `${stderr}${cmd}: killed after ${options.timeoutMs}ms` : failure !== undefined ? `${stderr}${cmd}: ${failure}` : stderr,
+        });
+      });
+    });
   });
+}
+
+export const realExec: Exec = (cmd, args, options) => runTool(cmd, args, options?.input === undefined ? {} : { input: options.input });
 
 export interface ExecCall {
   readonly cmd: string;
   readonly args: readonly string[];
+  /** The input as one string (a ChunkedText joined). */
   readonly input: string | undefined;
 }
 
@@ -48,7 +115,7 @@ export class FakeExec {
   }
 
   readonly exec: Exec = (cmd, args, options) => {
-    const call: ExecCall = { cmd, args: [...args], input: options?.input };
+    const call: ExecCall = { cmd, args: [...args], input: options?.input === undefined ? undefined : textOf(options.input) };
     this.calls.push(call);
     const r = this.responses.find((x) => x.match(call));
     return Promise.resolve(r ? r.result : { code: 0, stdout: '', stderr: '' });

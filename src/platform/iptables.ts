@@ -3,6 +3,7 @@
  * and removal of our chains. Every mode that writes iptables rules goes through this.
  */
 import { KproxyError } from '../core/errors.js';
+import { linesOf, type Text } from '../core/text.js';
 import type { Exec } from './exec.js';
 
 export interface IptablesOptions {
@@ -24,9 +25,10 @@ export class Iptables {
 
   /**
    * Runs `<bin>-restore --noflush` with the text; the kernel applies each table atomically.
-   * On failure the error names the failing line with the lines around it.
+   * On failure the error names the failing line with the lines around it (a ChunkedText is made
+   * again for that).
    */
-  async restore(text: string, options: { counters?: boolean } = {}): Promise<void> {
+  async restore(text: Text, options: { counters?: boolean } = {}): Promise<void> {
     const args = [...this.wait, '--noflush', ...(options.counters ? ['--counters'] : [])];
     const r = await this.opts.exec(`${this.bin}-restore`, args, { input: text });
     if (r.code === 0) return;
@@ -117,11 +119,12 @@ function failedLine(stderr: string): number | undefined {
  * The tables of a restore input that were committed before `line` failed: iptables-restore
  * commits each table at its COMMIT, so a failure in a later table leaves earlier ones applied.
  */
-export function committedBefore(text: string, line: number): string[] {
+export function committedBefore(text: Text, line: number): string[] {
   const out: string[] = [];
   let table: string | undefined;
-  for (const [i, l] of text.split('\n').entries()) {
-    if (i + 1 >= line) break;
+  let n = 0;
+  for (const l of linesOf(text)) {
+    if (++n >= line) break;
     if (l.startsWith('*')) table = l.slice(1);
     else if (l === 'COMMIT' && table !== undefined) out.push(table);
   }
@@ -129,14 +132,15 @@ export function committedBefore(text: string, line: number): string[] {
 }
 
 /** iptables-restore says "line N failed"; show that line with two lines of context. */
-export function restoreContext(text: string, stderr: string): string {
+export function restoreContext(text: Text, stderr: string): string {
   const n = failedLine(stderr);
   if (n === undefined) return '';
-  const lines = text.split('\n');
-  const from = Math.max(1, n - 2);
-  const to = Math.min(lines.length, n + 2);
   const out: string[] = [];
-  for (let i = from; i <= to; i++) out.push(`${i === n ? '>' : ' '} ${i}: ${lines[i - 1] ?? ''}`);
+  let i = 0;
+  for (const l of linesOf(text)) {
+    if (++i > n + 2) break;
+    if (i >= n - 2) out.push(`${i === n ? '>' : ' '} ${i}: ${l}`);
+  }
   return `\n${out.join('\n')}`;
 }
 

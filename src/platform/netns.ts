@@ -15,13 +15,14 @@
 import { spawn as spawnChild, spawnSync, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { parseCIDR, parseIPv4 } from '../core/ip.js';
-import type { ExecResult } from './exec.js';
+import type { Text } from '../core/text.js';
+import { runTool, type ExecResult } from './exec.js';
 
 export type { ExecResult } from './exec.js';
 
 export interface NetnsExecOptions {
   /** Written to the command's stdin (which is then closed). */
-  readonly input?: string;
+  readonly input?: Text;
   /** Kill the command (SIGKILL, by pid) after this long; default 30 s. The result has code 124. */
   readonly timeoutMs?: number;
 }
@@ -129,39 +130,7 @@ function checkIfname(name: string): void {
 
 /** Runs a command on the host (only `ip netns ...` and read-only tools are run this way). */
 export function runHost(cmd: string, args: readonly string[], options: NetnsExecOptions = {}): Promise<ExecResult> {
-  const timeoutMs = options.timeoutMs ?? DEFAULT_EXEC_TIMEOUT_MS;
-  return new Promise((resolve) => {
-    const child = spawnChild(cmd, [...args], { stdio: ['pipe', 'pipe', 'pipe'] });
-    const out: Buffer[] = [];
-    const err: Buffer[] = [];
-    let settled = false;
-    let timedOut = false;
-    const timer = setTimeout(() => {
-      timedOut = true;
-      if (child.pid !== undefined) killPid(child.pid, 'SIGKILL');
-    }, timeoutMs);
-    child.stdout.on('data', (b: Buffer) => out.push(b));
-    child.stderr.on('data', (b: Buffer) => err.push(b));
-    child.on('error', (e: NodeJS.ErrnoException) => {
-      if (settled) return;
-      settled = true;
-      clearTimeout(timer);
-      resolve({ code: e.code === 'ENOENT' ? 127 : 126, stdout: '', stderr: `${cmd}: ${e.code === 'ENOENT' ? 'command not found' : e.message}` });
-    });
-    child.on('close', (code) => {
-      if (settled) return;
-      settled = true;
-      clearTimeout(timer);
-      const stderr = Buffer.concat(err).toString();
-      resolve({
-        code: timedOut ? 124 : code ?? 1,
-        stdout: Buffer.concat(out).toString(),
-        stderr: timedOut ? `${stderr}${cmd}: killed after ${timeoutMs}ms` : stderr,
-      });
-    });
-    child.stdin.on('error', () => { /* the tool may exit before reading its input */ });
-    child.stdin.end(options.input ?? '');
-  });
+  return runTool(cmd, args, { ...options, timeoutMs: options.timeoutMs ?? DEFAULT_EXEC_TIMEOUT_MS });
 }
 
 function failureText(cmd: string, args: readonly string[], r: ExecResult): string {

@@ -163,7 +163,7 @@ for (const mode of MODES) {
     assert.equal(renderer.lastRendered, 1);
     assert.deepStrictEqual(after, mode.fresh(snap));
     const text = mode.name === 'iptables'
-      ? iptablesPartial(after as ReturnType<typeof renderIptables>, { changed: snap.changed, previous: before as ReturnType<typeof renderIptables> })
+      ? iptablesPartial(after as ReturnType<typeof renderIptables>, { changed: snap.changed, previous: before as ReturnType<typeof renderIptables> }).text
       : nftPartial(after as ReturnType<typeof renderNftables>, { changed: snap.changed, previous: before as ReturnType<typeof renderNftables> }).text;
     // Only svc-7's chains are declared or flushed: its 9 remaining endpoint chains and its service chain (and the removed endpoint's).
     const declared = mode.name === 'iptables'

@@ -7,6 +7,7 @@
  * `inputs('ipvsadm -R')` gives the restore inputs.
  */
 import type { Exec, ExecCall, ExecResult } from '../../src/platform/exec.js';
+import { textOf } from '../../src/core/text.js';
 
 interface RS { ip: string; port: number; weight: number; active: number; inactive: number }
 interface VS { proto: 'TCP' | 'UDP' | 'SCTP'; addr: string; sched: string; persist: number; flags: string; rs: RS[] }
@@ -192,7 +193,7 @@ export class FakeIpvsKernel {
   }
 
   readonly exec: Exec = (cmd, args, options) => {
-    const input = options?.input;
+    const input = options?.input === undefined ? undefined : textOf(options.input);
     this.calls.push({ cmd, args: [...args], input });
     let r: ExecResult;
     if (cmd === 'ipvsadm' && args.join(' ') !== '-R') r = this.ipvsadm(args);

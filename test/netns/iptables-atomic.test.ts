@@ -15,6 +15,7 @@ import { Iptables } from '../../src/platform/iptables.js';
 import { cleanupStaleNetns, createNetns, kernelTestGate, type Netns } from '../../src/platform/netns.js';
 import { ep, slice, svc } from '../helpers/objects.js';
 import { iptablesSave } from '../helpers/netns-util.js';
+import { textOf } from '../../src/core/text.js';
 
 test('a restore that fails in the nat table leaves filter and nat exactly as the last good sync', { timeout: 60_000 }, async (t) => {
   if (!(await kernelTestGate(t, { tools: ['iptables', 'iptables-restore'] }))) return;
@@ -25,7 +26,7 @@ test('a restore that fails in the nat table leaves filter and nat exactly as the
     const node = ns;
     let inject = false;
     const exec: Exec = (cmd, args, options) => {
-      let input = options?.input;
+      let input = options?.input === undefined ? undefined : textOf(options.input);
       if (inject && cmd === 'iptables-restore' && input !== undefined) {
         // A match module the kernel does not have, in the nat section only.
         input = input.replace(/\*nat\n/, '*nat\n:KUBE-BROKEN - [0:0]\n-A KUBE-BROKEN -m nosuchmatch -j ACCEPT\n');

@@ -15,6 +15,7 @@ import { Iptables } from '../../src/platform/iptables.js';
 import { cleanupStaleNetns, createNetns, kernelTestGate, type Netns } from '../../src/platform/netns.js';
 import { ep, slice, svc } from '../helpers/objects.js';
 import { iptablesSave } from '../helpers/netns-util.js';
+import { textOf } from '../../src/core/text.js';
 
 test('iptables mode: jumps found in the dumps are not re-added; change syncs check only the canary', { timeout: 60_000 }, async (t) => {
   if (!(await kernelTestGate(t, { tools: ['iptables', 'iptables-restore'] }))) return;
@@ -25,7 +26,7 @@ test('iptables mode: jumps found in the dumps are not re-added; change syncs che
     const node = ns;
     const calls: ExecCall[] = [];
     const exec: Exec = (cmd, args, options) => {
-      calls.push({ cmd, args: [...args], input: options?.input });
+      calls.push({ cmd, args: [...args], input: options?.input === undefined ? undefined : textOf(options.input) });
       return node.exec(cmd, args, options?.input === undefined ? {} : { input: options.input });
     };
     const log = memoryLogger();

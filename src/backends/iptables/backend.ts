@@ -17,7 +17,7 @@ import type { Backend } from '../backend.js';
 import type { IptablesModel, IptablesRenderOptions, TableName } from './model.js';
 import { isServiceChainName } from './names.js';
 import { CANARY_CHAIN, CANARY_TABLES, IptablesRenderer, JUMP_RULES, TOP_LEVEL_CHAINS, jumpRulesFor, renderIptables, type JumpRule } from './render.js';
-import { serializeFull, serializePartial } from './serialize.js';
+import { serializeFull, serializePartial, type RestoreInput } from './serialize.js';
 
 export interface IptablesBackendOptions {
   readonly iptables: Iptables;
@@ -45,7 +45,7 @@ export class IptablesBackend implements Backend {
   }
 
   /** The exact restore input a full sync of this snapshot writes (for --dry-run). */
-  dryRun(snap: Snapshot): string {
+  dryRun(snap: Snapshot): RestoreInput {
     return serializeFull(renderIptables(snap, this.opts.render));
   }
 
@@ -60,21 +60,13 @@ export class IptablesBackend implements Backend {
       this.opts.log.warn('kproxy rules were flushed or deleted by someone else; resyncing everything');
       full = true;
     }
-    let text: string;
-    let dumps: Map<TableName, string> | undefined;
-    if (full) {
-      dumps = new Map<TableName, string>();
-      for (const table of ['filter', 'nat'] as const) dumps.set(table, await this.opts.iptables.save(table));
-      text = await this.withCanariesAndJumps(serializeFull(model, staleChains(model, dumps)), jumpRulesFor(model), dumps);
-    } else {
-      text = serializePartial(model, { changed: snap.changed, previous: this.applied ?? model });
-    }
+    const input = full ? await this.fullInput(model) : serializePartial(model, { changed: snap.changed, previous: this.applied ?? model });
     try {
-      await this.opts.iptables.restore(text, { counters: true });
+      await this.opts.iptables.restore(input, { counters: true });
     } catch (err) {
       this.opts.metrics.iptablesRestoreFailures.inc();
       if (!full) this.opts.metrics.iptablesPartialRestoreFailures.inc();
-      await this.rollBack(err, text, model);
+      await this.rollBack(err, input, model);
       this.applied = undefined; // force a full sync next
       throw err;
     }
@@ -86,7 +78,7 @@ export class IptablesBackend implements Backend {
     this.synced = true;
     for (const table of ['filter', 'nat'] as const) {
       this.opts.metrics.iptablesTotal.set({ table }, countRules(model, table));
-      this.opts.metrics.iptablesLast.set({ table }, countWritten(text, table));
+      this.opts.metrics.iptablesLast.set({ table }, input.written[table]);
     }
     await this.conntrack.clean(snap, firstSync);
   }
@@ -97,14 +89,13 @@ export class IptablesBackend implements Backend {
    * sync created), so the kernel never holds half a sync. Before the first good sync there is
    * nothing to go back to, and nothing jumps into our chains yet.
    */
-  private async rollBack(err: unknown, text: string, model: IptablesModel): Promise<void> {
+  private async rollBack(err: unknown, input: RestoreInput, model: IptablesModel): Promise<void> {
     const prev = this.applied;
     if (!(err instanceof RestoreError) || err.line === undefined || !prev) return;
-    const committed = committedBefore(text, err.line).filter((t): t is TableName => t === 'filter' || t === 'nat');
+    const committed = committedBefore(input, err.line).filter((t): t is TableName => t === 'filter' || t === 'nat');
     if (committed.length === 0) return;
     const stale = new Map<TableName, string[]>(committed.map((t) => [t, [...model[t].chains.keys()].filter((c) => !prev[t].chains.has(c))]));
-    const full = serializeFull(prev, stale);
-    const keep = selectTables(full, committed);
+    const keep = serializeFull(prev, { stale, tables: committed });
     try {
       await this.opts.iptables.restore(keep, { counters: true });
       this.opts.log.warn('rolled back the tables a failed restore had already committed', { tables: committed.join(',') });
@@ -126,17 +117,22 @@ export class IptablesBackend implements Backend {
   }
 
   /**
-   * The restore text with the canary chains and the jumps from the built-in chains added to it,
-   * as upstream's EnsureChain/EnsureRule (prepend, in list order) would leave them, for whatever
-   * the filter/nat dumps show missing. Upstream runs a command per chain and rule; in the legacy
-   * backend each one loads and rewrites a whole table (tens of seconds at 10,000 services), so
-   * they ride in the one restore instead, before each table's COMMIT (after the jump targets are
-   * declared). The mangle canary is checked on its own (mangle is small and not dumped).
+   * A full sync's input: the whole model, the deletion of stale per-service chains, and the
+   * canary chains and the jumps from the built-in chains, as upstream's EnsureChain/EnsureRule
+   * (prepend, in list order) would leave them, for whatever the filter/nat dumps show missing.
+   * Upstream runs a command per chain and rule; in the legacy backend each one loads and rewrites
+   * a whole table (tens of seconds at 10,000 services), so they ride in the one restore instead,
+   * before each table's COMMIT (after the jump targets are declared). The mangle canary is
+   * checked on its own (mangle is small and not dumped). Only what is needed is kept of each
+   * dump, not the dump (tens of MB at 10,000 services) while the restore runs.
    */
-  private async withCanariesAndJumps(text: string, jumps: readonly JumpRule[], dumps: ReadonlyMap<TableName, string>): Promise<string> {
+  private async fullInput(model: IptablesModel): Promise<RestoreInput> {
+    const jumps = jumpRulesFor(model);
+    const stale = new Map<TableName, string[]>();
     const extra = new Map<string, string[]>();
     for (const table of ['filter', 'nat'] as const) {
-      const dump = dumps.get(table) ?? '';
+      const dump = await this.opts.iptables.save(table);
+      stale.set(table, staleChains(model, table, dump));
       const lines: string[] = [];
       if (!dump.includes(`\n:${CANARY_CHAIN} `)) lines.push(`:${CANARY_CHAIN} - [0:0]`);
       for (const j of jumps) {
@@ -144,15 +140,8 @@ export class IptablesBackend implements Backend {
       }
       if (lines.length > 0) extra.set(table, lines);
     }
-    let out = text;
-    for (const [table, lines] of extra) {
-      const start = out.indexOf(`*${table}\n`);
-      const commit = out.indexOf('\nCOMMIT\n', start);
-      if (start < 0 || commit < 0) throw new Error(`iptables backend: no ${table} section in the restore input`);
-      out = out.slice(0, commit + 1) + lines.join('\n') + out.slice(commit);
-    }
-    if (!(await this.opts.iptables.chainExists('mangle', CANARY_CHAIN))) out = `*mangle\n:${CANARY_CHAIN} - [0:0]\nCOMMIT\n` + out;
-    return out;
+    if (!(await this.opts.iptables.chainExists('mangle', CANARY_CHAIN))) extra.set('mangle', [`:${CANARY_CHAIN} - [0:0]`]);
+    return serializeFull(model, { stale, extra });
   }
 
   /** iptables mode keeps its rules on exit (as upstream: traffic keeps flowing across restarts). */
@@ -161,13 +150,16 @@ export class IptablesBackend implements Backend {
   }
 }
 
-/** KUBE-* per-service chains in the kernel (per the dumps) that the model does not have. */
-function staleChains(model: IptablesModel, dumps: ReadonlyMap<TableName, string>): Map<TableName, string[]> {
-  const out = new Map<TableName, string[]>();
-  for (const [table, dump] of dumps) {
-    const have = [...dump.matchAll(/^:(\S+) /gm)].map((m) => m[1] ?? '');
-    const want = model[table].chains;
-    out.set(table, have.filter((c) => OWNED_PREFIXES.some((p) => c.startsWith(p)) && !want.has(c)));
+/**
+ * KUBE-* per-service chains in the kernel (per a table's dump) that the model does not have.
+ * The names are copied out of the dump: a substring would keep the whole dump alive.
+ */
+function staleChains(model: IptablesModel, table: TableName, dump: string): string[] {
+  const want = model[table].chains;
+  const out: string[] = [];
+  for (const m of dump.matchAll(/^:(\S+) /gm)) {
+    const c = m[1] ?? '';
+    if (OWNED_PREFIXES.some((p) => c.startsWith(p)) && !want.has(c)) out.push(Buffer.from(c).toString());
   }
   return out;
 }
@@ -180,29 +172,10 @@ function ruleText(op: '-A' | '-I', j: JumpRule): string {
   return [op, j.chain, ...(op === '-I' ? ['1'] : []), ...j.args.map((a) => (/\s/.test(a) ? `"${a}"` : a))].join(' ');
 }
 
-/** Only the given tables' sections of a restore input. */
-function selectTables(text: string, tables: readonly string[]): string {
-  const out: string[] = [];
-  let keep = false;
-  for (const l of text.split('\n')) {
-    if (l.startsWith('*')) keep = tables.includes(l.slice(1));
-    if (keep) out.push(l);
-    if (l === 'COMMIT') keep = false;
-  }
-  return out.join('\n') + '\n';
-}
-
 function countRules(model: IptablesModel, table: TableName): number {
   let n = 0;
   for (const rules of model[table].chains.values()) n += rules.length;
   return n;
-}
-
-function countWritten(text: string, table: TableName): number {
-  const start = text.indexOf(`*${table}\n`);
-  if (start < 0) return 0;
-  const end = text.indexOf('\nCOMMIT', start);
-  return text.slice(start, end).split('\n').filter((l) => l.startsWith('-A ')).length;
 }
 
 /**

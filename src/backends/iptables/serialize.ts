@@ -5,6 +5,7 @@
  * by --noflush, which is what makes partial syncs possible. Deterministic and pure.
  */
 import type { ServicePortName } from '../../core/ids.js';
+import { ChunkedText } from '../../core/text.js';
 import type { IptablesModel, TableName } from './model.js';
 import { isServiceChainName } from './names.js';
 
@@ -12,35 +13,77 @@ const TABLES: readonly TableName[] = ['filter', 'nat'];
 
 export type StaleChains = ReadonlyMap<TableName, readonly string[]>;
 
+/**
+ * A restore input, made chunk by chunk as it is written (see ChunkedText), with the count of
+ * `-A` rules it writes per table (sync_proxy_rules_iptables_last).
+ */
+export class RestoreInput extends ChunkedText {
+  constructor(produce: () => Iterable<string>, readonly written: Readonly<Record<TableName, number>>) {
+    super(produce);
+  }
+}
+
 interface TablePlan {
+  readonly table: string;
   /** Chains to declare and fill, in order. */
   readonly write: readonly string[];
   /** Chains to flush and delete. */
   readonly remove: readonly string[];
+  /** Lines to add at the end, before COMMIT. */
+  readonly extra: readonly string[];
 }
 
-function renderTable(model: IptablesModel, table: TableName, plan: TablePlan, out: string[]): void {
-  const chains = model[table].chains;
-  out.push(`*${table}`);
-  for (const c of plan.write) out.push(`:${c} - [0:0]`);
-  for (const c of plan.remove) out.push(`:${c} - [0:0]`);
-  for (const c of plan.write) for (const r of chains.get(c) ?? []) out.push(r);
-  for (const c of plan.remove) out.push(`-X ${c}`);
-  out.push('COMMIT');
+function* tableLines(model: IptablesModel, plan: TablePlan): Generator<string> {
+  const chains = plan.table === 'filter' || plan.table === 'nat' ? model[plan.table].chains : undefined;
+  yield `*${plan.table}`;
+  for (const c of plan.write) yield `:${c} - [0:0]`;
+  for (const c of plan.remove) yield `:${c} - [0:0]`;
+  for (const c of plan.write) yield* chains?.get(c) ?? [];
+  for (const c of plan.remove) yield `-X ${c}`;
+  yield* plan.extra;
+  yield 'COMMIT';
+}
+
+function restoreInput(model: IptablesModel, plans: readonly TablePlan[]): RestoreInput {
+  const written = { filter: 0, nat: 0 };
+  for (const plan of plans) {
+    if (plan.table !== 'filter' && plan.table !== 'nat') continue;
+    const chains = model[plan.table].chains;
+    for (const c of plan.write) written[plan.table] += chains.get(c)?.length ?? 0;
+  }
+  return new RestoreInput(function* () {
+    for (const plan of plans) yield* tableLines(model, plan);
+  }, written);
+}
+
+export interface FullOptions {
+  /** Chains to delete (e.g. per-service chains found in the kernel that the model no longer has). */
+  readonly stale?: StaleChains;
+  /**
+   * Lines to add to a table's section before its COMMIT (canary chains, jumps from built-in
+   * chains). A table the model does not have (mangle) gets a section of its own, first.
+   */
+  readonly extra?: ReadonlyMap<string, readonly string[]>;
+  /** Only these of the model's tables (default: filter and nat). */
+  readonly tables?: readonly TableName[];
 }
 
 /**
- * Every chain of the model, in model order. `stale` adds chains to delete (e.g. per-service
- * chains found in the kernel that the model no longer has); chains the model has are never deleted.
+ * Every chain of the model, in model order. `stale` chains are deleted, but never chains the
+ * model has.
  */
-export function serializeFull(model: IptablesModel, stale?: StaleChains): string {
-  const out: string[] = [];
-  for (const table of TABLES) {
-    const chains = model[table].chains;
-    const remove = [...new Set(stale?.get(table) ?? [])].filter((c) => !chains.has(c));
-    renderTable(model, table, { write: [...chains.keys()], remove }, out);
+export function serializeFull(model: IptablesModel, options: FullOptions = {}): RestoreInput {
+  const plans: TablePlan[] = [];
+  for (const [table, extra] of options.extra ?? []) {
+    if (table !== 'filter' && table !== 'nat' && extra.length > 0) plans.push({ table, write: [], remove: [], extra });
   }
-  return out.join('\n') + '\n';
+  for (const table of TABLES) {
+    if (options.tables !== undefined && !options.tables.includes(table)) continue;
+    const chains = model[table].chains;
+    const remove = [...new Set(options.stale?.get(table) ?? [])].filter((c) => !chains.has(c));
+    plans.push({ table, write: [...chains.keys()], remove, extra: options.extra?.get(table) ?? [] });
+  }
+  return restoreInput(model, plans);
 }
 
 export interface PartialOptions {
@@ -60,9 +103,9 @@ export interface PartialOptions {
  * mode flipped (upstream leaves stale comments then). Rule texts are not compared: a change of
  * render options needs a full sync.
  */
-export function serializePartial(model: IptablesModel, opts: PartialOptions): string {
+export function serializePartial(model: IptablesModel, opts: PartialOptions): RestoreInput {
   const rewrite = changedPorts(model, opts);
-  const out: string[] = [];
+  const plans: TablePlan[] = [];
   for (const table of TABLES) {
     const chains = model[table].chains;
     // Every per-service chain of a model is owned by its service port, and nothing else is.
@@ -76,9 +119,9 @@ export function serializePartial(model: IptablesModel, opts: PartialOptions): st
       if (model.serviceChains.get(spn) === sc) continue;
       for (const c of sc[table]) if (!chains.has(c)) remove.push(c);
     }
-    renderTable(model, table, { write, remove }, out);
+    plans.push({ table, write, remove, extra: [] });
   }
-  return out.join('\n') + '\n';
+  return restoreInput(model, plans);
 }
 
 /** The service ports a partial sync must rewrite (see serializePartial). */

@@ -76,7 +76,7 @@ export function serializeDryRun(model: IpvsModel): string {
     DRY_RUN_SECTIONS.ipset,
     serializeIpsets(model.ipsets).trimEnd(),
     DRY_RUN_SECTIONS.iptables,
-    serializeFull(model.iptables).trimEnd(),
+    serializeFull(model.iptables).text.trimEnd(),
     '',
   ].join('\n');
 }

@@ -7,6 +7,7 @@
  */
 import { KproxyError, errorMessage } from '../../core/errors.js';
 import type { Snapshot } from '../../core/snapshot.js';
+import { ChunkedText, linesOf, type Text } from '../../core/text.js';
 import type { Logger } from '../../observability/log.js';
 import type { ProxyMetrics } from '../../observability/metrics.js';
 import type { Clock } from '../../platform/clock.js';
@@ -17,7 +18,7 @@ import { UdpConntrackCleaner } from '../conntrack-cleanup.js';
 import type { NftablesModel, NftablesRenderOptions } from './model.js';
 import { NAT_PREROUTING, TABLE, isServiceChainName } from './names.js';
 import { NftablesRenderer, renderNftables } from './render.js';
-import { serializeCleanup, serializeDeleteChains, serializeFull, serializePartial, stillStale, type NftTransaction } from './serialize.js';
+import { deleteChainLines, serializeCleanup, serializeFull, serializePartial, stillStale, type NftTransaction } from './serialize.js';
 
 export interface NftablesBackendOptions {
   readonly exec: Exec;
@@ -49,18 +50,18 @@ export class NftablesBackend implements Backend {
   }
 
   /** The exact transaction a full sync of this snapshot runs (for --dry-run). */
-  dryRun(snap: Snapshot): string {
-    return serializeFull(renderNftables(snap, this.opts.render)).text;
+  dryRun(snap: Snapshot): NftTransaction {
+    return serializeFull(renderNftables(snap, this.opts.render));
   }
 
-  private async nft(text: string): Promise<void> {
+  /** Runs one transaction; on failure the error shows the line nft names (the text is made again for that). */
+  private async nft(text: Text): Promise<void> {
     const r = await this.opts.exec('nft', ['-f', '-'], { input: text });
     if (r.code === 0) return;
     if (r.code === 127) throw new KproxyError('KP_ERR_NFT_MISSING', 'nftables mode needs the nft tool (Debian package nftables), which is not installed');
-    const lines = text.split('\n');
     const m = /^\/dev\/stdin:(\d+):/m.exec(r.stderr);
     const at = m?.[1] ? Number(m[1]) : undefined;
-    const context = at === undefined ? '' : `\n> ${at}: ${lines[at - 1] ?? ''}`;
+    const context = at === undefined ? '' : `\n> ${at}: ${lineAt(text, at)}`;
     throw new KproxyError('KP_ERR_NFT_APPLY', `nft -f failed (exit ${r.code}): ${r.stderr.trim().split('\n').slice(0, 6).join('\n')}${context}`);
   }
 
@@ -96,7 +97,12 @@ export class NftablesBackend implements Backend {
       // map makes the transaction fail, and then a full sync follows at once.
       tx = serializePartial(model, { previous: this.applied ?? model, changed: snap.changed, rewriteChains: this.fixedChains(model) });
       try {
-        await this.nft(due.length > 0 ? tx.text + serializeDeleteChains(this.family, due) : tx.text);
+        const partial = tx;
+        const family = this.family;
+        await this.nft(due.length === 0 ? partial : new ChunkedText(function* () {
+          yield* partial.lines();
+          yield* deleteChainLines(family, due);
+        }));
       } catch (err) {
         this.opts.metrics.nftablesSyncFailures.inc();
         partialFailed = true;
@@ -108,7 +114,7 @@ export class NftablesBackend implements Backend {
       const ex = await this.existing();
       tx = serializeFull(model, { existingChains: ex.chains, existingSets: ex.sets });
       try {
-        await this.nft(tx.text);
+        await this.nft(tx);
       } catch (err) {
         if (!partialFailed) this.opts.metrics.nftablesSyncFailures.inc(); // one failed sync counts once
         this.applied = undefined;
@@ -139,6 +145,13 @@ export class NftablesBackend implements Backend {
   close(): Promise<void> {
     return Promise.resolve();
   }
+}
+
+/** Line `n` (from 1) of a text, '' past its end. */
+function lineAt(text: Text, n: number): string {
+  let i = 0;
+  for (const l of linesOf(text)) if (++i === n) return l;
+  return '';
 }
 
 /** `--cleanup` for nftables mode: deletes the kube-proxy tables (both families). */

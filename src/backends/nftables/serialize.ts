@@ -9,14 +9,19 @@
  */
 import type { NftChain, NftElement, NftFamily, NftSet, NftablesModel } from './model.js';
 import type { ServicePortName } from '../../core/ids.js';
+import { ChunkedText } from '../../core/text.js';
 import { quote } from './render.js';
 import { TABLE, isAffinitySetName, isServiceChainName } from './names.js';
 
-export interface NftTransaction {
-  /** The `nft -f -` input. */
-  readonly text: string;
-  /** Per-service chains this transaction flushed because nothing uses them any more: delete them later. */
-  readonly staleChains: readonly string[];
+/** An `nft -f -` input, made chunk by chunk as it is written (see ChunkedText). */
+export class NftTransaction extends ChunkedText {
+  constructor(
+    produce: () => Iterable<string>,
+    /** Per-service chains this transaction flushed because nothing uses them any more: delete them later. */
+    readonly staleChains: readonly string[],
+  ) {
+    super(produce);
+  }
 }
 
 const TABLE_COMMENT = 'rules for kube-proxy';
@@ -51,8 +56,8 @@ function addElement(p: string, set: NftSet, e: NftElement): string {
   return `add element ${p} ${set.name} { ${elementText(e)} }`;
 }
 
-function ruleLines(p: string, c: NftChain): string[] {
-  return c.rules.map((r) => `add rule ${p} ${c.name} ${r}`);
+function* ruleLines(p: string, c: NftChain): Generator<string> {
+  for (const r of c.rules) yield `add rule ${p} ${c.name} ${r}`;
 }
 
 function sameChain(a: NftChain, b: NftChain): boolean {
@@ -79,30 +84,34 @@ export interface FullSyncOptions {
  */
 export function serializeFull(model: NftablesModel, options: FullSyncOptions = {}): NftTransaction {
   const p = prefix(model);
-  const out: string[] = [`add table ${p} { comment ${quote(TABLE_COMMENT)} ; }`];
-  for (const c of model.chains.values()) out.push(chainDecl(p, c), `flush chain ${p} ${c.name}`);
-  for (const s of model.sets.values()) {
-    out.push(setDecl(p, s));
-    if (model.absentSets.includes(s.name)) out.push(`delete ${s.kind} ${p} ${s.name}`);
-    else if (!isAffinitySetName(s.name)) out.push(`flush ${s.kind} ${p} ${s.name}`);
-  }
-  for (const c of model.chains.values()) out.push(...ruleLines(p, c));
-  for (const [name, elems] of model.elements) {
-    const s = model.sets.get(name);
-    if (!s || model.absentSets.includes(name)) continue;
-    for (const e of elems) out.push(addElement(p, s, e));
-  }
   const staleChains: string[] = [];
   for (const c of new Set(options.existingChains ?? [])) {
-    if (isServiceChainName(c) && !model.chains.has(c)) {
-      out.push(`flush chain ${p} ${c}`);
-      staleChains.push(c);
-    }
+    if (isServiceChainName(c) && !model.chains.has(c)) staleChains.push(c);
   }
+  const staleSets: string[] = [];
   for (const s of new Set(options.existingSets ?? [])) {
-    if (isAffinitySetName(s) && !model.sets.has(s)) out.push(`delete set ${p} ${s}`);
+    if (isAffinitySetName(s) && !model.sets.has(s)) staleSets.push(s);
   }
-  return Object.freeze({ text: out.join('\n') + '\n', staleChains: Object.freeze(staleChains) });
+  return new NftTransaction(function* () {
+    yield `add table ${p} { comment ${quote(TABLE_COMMENT)} ; }`;
+    for (const c of model.chains.values()) {
+      yield chainDecl(p, c);
+      yield `flush chain ${p} ${c.name}`;
+    }
+    for (const s of model.sets.values()) {
+      yield setDecl(p, s);
+      if (model.absentSets.includes(s.name)) yield `delete ${s.kind} ${p} ${s.name}`;
+      else if (!isAffinitySetName(s.name)) yield `flush ${s.kind} ${p} ${s.name}`;
+    }
+    for (const c of model.chains.values()) yield* ruleLines(p, c);
+    for (const [name, elems] of model.elements) {
+      const s = model.sets.get(name);
+      if (!s || model.absentSets.includes(name)) continue;
+      for (const e of elems) yield addElement(p, s, e);
+    }
+    for (const c of staleChains) yield `flush chain ${p} ${c}`;
+    for (const s of staleSets) yield `delete set ${p} ${s}`;
+  }, Object.freeze(staleChains));
 }
 
 export interface PartialSyncOptions {
@@ -143,15 +152,15 @@ export function serializePartial(model: NftablesModel, options: PartialSyncOptio
     for (const c of model.chains.values()) if (c.rules.some((r) => r.includes(`@${s.name} `))) forced.add(c.name);
   }
 
-  const out: string[] = [`add table ${p} { comment ${quote(TABLE_COMMENT)} ; }`];
-
+  // What to write is decided here; the text is made as it is written.
   // Sets and maps that are new, or that must vanish now.
+  const setLines: string[] = [];
   for (const s of model.sets.values()) {
     const wasAbsent = !prev.sets.has(s.name) || prev.absentSets.includes(s.name);
     const isAbsent = model.absentSets.includes(s.name);
-    if (!prev.sets.has(s.name)) out.push(setDecl(p, s));
-    if (isAbsent && !wasAbsent) out.push(setDecl(p, s), `delete ${s.kind} ${p} ${s.name}`);
-    else if (!isAbsent && wasAbsent && prev.sets.has(s.name)) out.push(setDecl(p, s));
+    if (!prev.sets.has(s.name)) setLines.push(setDecl(p, s));
+    if (isAbsent && !wasAbsent) setLines.push(setDecl(p, s), `delete ${s.kind} ${p} ${s.name}`);
+    else if (!isAbsent && wasAbsent && prev.sets.has(s.name)) setLines.push(setDecl(p, s));
   }
 
   // Chains: declare all new ones first (rules and elements may refer to any of them).
@@ -160,16 +169,12 @@ export function serializePartial(model: NftablesModel, options: PartialSyncOptio
     const old = prev.chains.get(c.name);
     // The incremental renderer reuses unchanged ports' chain objects: identity means unchanged.
     if (old === c && !forced.has(c.name)) continue;
-    if (old === undefined || forced.has(c.name) || !sameChain(old, c)) {
-      out.push(chainDecl(p, c), `flush chain ${p} ${c.name}`);
-      rewrite.push(c);
-    }
+    if (old === undefined || forced.has(c.name) || !sameChain(old, c)) rewrite.push(c);
   }
-  for (const s of redefined) out.push(`delete ${s.kind} ${p} ${s.name}`, setDecl(p, s));
-  for (const c of rewrite) out.push(...ruleLines(p, c));
 
   // Elements: deletions, then additions (a changed value is a delete and an add).
-  const adds: string[] = [];
+  const deletes: { readonly set: string; readonly e: NftElement }[] = [];
+  const adds: { readonly set: NftSet; readonly e: NftElement }[] = [];
   for (const [name, elems] of model.elements) {
     const s = model.sets.get(name);
     if (!s || model.absentSets.includes(name)) continue;
@@ -187,31 +192,46 @@ export function serializePartial(model: NftablesModel, options: PartialSyncOptio
     const nowByKey = new Map(now.map((e) => [e.key, e]));
     for (const e of before) {
       const now = nowByKey.get(e.key);
-      if (now === undefined || !sameElement(now, e)) out.push(`delete element ${p} ${name} { ${e.key} }`);
+      if (now === undefined || !sameElement(now, e)) deletes.push({ set: name, e });
     }
     for (const e of now) {
       const was = beforeByKey.get(e.key);
-      if (was === undefined || !sameElement(was, e)) adds.push(addElement(p, s, e));
+      if (was === undefined || !sameElement(was, e)) adds.push({ set: s, e });
     }
   }
-  out.push(...adds);
 
   const staleChains: string[] = [];
-  for (const c of prev.chains.keys()) {
-    if (isServiceChainName(c) && !model.chains.has(c)) {
-      out.push(`flush chain ${p} ${c}`);
-      staleChains.push(c);
+  for (const c of prev.chains.keys()) if (isServiceChainName(c) && !model.chains.has(c)) staleChains.push(c);
+  const staleSets: string[] = [];
+  for (const s of prev.sets.keys()) if (isAffinitySetName(s) && !model.sets.has(s)) staleSets.push(s);
+
+  return new NftTransaction(function* () {
+    yield `add table ${p} { comment ${quote(TABLE_COMMENT)} ; }`;
+    yield* setLines;
+    for (const c of rewrite) {
+      yield chainDecl(p, c);
+      yield `flush chain ${p} ${c.name}`;
     }
-  }
-  for (const s of prev.sets.keys()) {
-    if (isAffinitySetName(s) && !model.sets.has(s)) out.push(`delete set ${p} ${s}`);
-  }
-  return Object.freeze({ text: out.join('\n') + '\n', staleChains: Object.freeze(staleChains) });
+    for (const s of redefined) {
+      yield `delete ${s.kind} ${p} ${s.name}`;
+      yield setDecl(p, s);
+    }
+    for (const c of rewrite) yield* ruleLines(p, c);
+    for (const d of deletes) yield `delete element ${p} ${d.set} { ${d.e.key} }`;
+    for (const a of adds) yield addElement(p, a.set, a.e);
+    for (const c of staleChains) yield `flush chain ${p} ${c}`;
+    for (const s of staleSets) yield `delete set ${p} ${s}`;
+  }, Object.freeze(staleChains));
+}
+
+/** The lines of the later transaction that deletes chains a sync flushed as stale. */
+export function* deleteChainLines(family: NftFamily, chains: Iterable<string>): Generator<string> {
+  for (const c of chains) yield `delete chain ${family} ${TABLE} ${c}`;
 }
 
 /** The later transaction that deletes chains a sync flushed as stale. Empty text for none. */
 export function serializeDeleteChains(family: NftFamily, chains: Iterable<string>): string {
-  const lines = [...chains].map((c) => `delete chain ${family} ${TABLE} ${c}`);
+  const lines = [...deleteChainLines(family, chains)];
   return lines.length === 0 ? '' : lines.join('\n') + '\n';
 }
 

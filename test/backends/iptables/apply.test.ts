@@ -24,6 +24,12 @@ function setup() {
 
 const restores = (calls: readonly ExecCall[]): string[] => calls.filter((c) => c.cmd === 'iptables-restore').map((c) => c.input ?? '');
 
+/** The `-A` rules a restore input writes into one table (what sync_proxy_rules_iptables_last reports). */
+function rulesIn(text: string, table: string): number {
+  const section = text.slice(text.indexOf(`*${table}\n`), text.indexOf('\nCOMMIT', text.indexOf(`*${table}\n`)));
+  return section.split('\n').filter((l) => l.startsWith('-A ')).length;
+}
+
 test('first sync is full: one atomic restore with counters, carrying the canaries and the jumps; stale chains are deleted', async () => {
   const { fake, backend, builder, metrics } = setup();
   fake.respond((c) => c.cmd === 'iptables-save' && c.args.includes('nat'), { stdout: '*nat\n:KUBE-SVC-STALESTALESTALE1 - [0:0]\n:KUBE-SERVICES - [0:0]\n:OTHER-CHAIN - [0:0]\nCOMMIT\n' });
@@ -62,16 +68,21 @@ test('first sync is full: one atomic restore with counters, carrying the canarie
   ].join('\n')), 'nat: the same');
   assert.ok(!fake.calls.some((c) => c.cmd === 'iptables' && (c.args.includes('-I') || c.args.includes('-N'))), 'no separate command per jump or canary');
   assert.match(await metrics.text(), /kubeproxy_sync_proxy_rules_iptables_total\{table="nat"\} \d+/);
+  for (const table of ['filter', 'nat']) {
+    assert.ok(rulesIn(text ?? '', table) > 0);
+    assert.match(await metrics.text(), new RegExp(`kubeproxy_sync_proxy_rules_iptables_last\\{table="${table}"\\} ${rulesIn(text ?? '', table)}\n`));
+  }
 });
 
 test('a later change is a partial sync: only the changed service\'s chains are written', async () => {
-  const { fake, backend, builder } = setup();
+  const { fake, backend, builder, metrics } = setup();
   builder.handle({ kind: 'Service', type: 'add', object: svc('ns1', 'web') });
   builder.handle({ kind: 'Service', type: 'add', object: svc('ns1', 'db', { clusterIP: '198.18.100.2' }) });
   const s1 = slice('ns1', 'w', 'web', [ep('198.18.10.2'), ep('198.18.10.3')]);
   builder.handle({ kind: 'EndpointSlice', type: 'add', object: s1 });
   builder.handle({ kind: 'EndpointSlice', type: 'add', object: slice('ns1', 'd', 'db', [ep('198.18.10.4')]) });
   await backend.sync(builder.next());
+  const fullNat = rulesIn(restores(fake.calls)[0] ?? '', 'nat');
   fake.calls.length = 0;
   builder.handle({ kind: 'EndpointSlice', type: 'update', previous: s1, object: slice('ns1', 'w', 'web', [ep('198.18.10.2')]) });
   await backend.sync(builder.next());
@@ -81,6 +92,9 @@ test('a later change is a partial sync: only the changed service\'s chains are w
   assert.doesNotMatch(text, /-A KUBE-SEP-\S+ .*198\.18\.10\.4/, 'the unchanged service\'s endpoint chains are not rewritten');
   assert.match(text, /^-X KUBE-SEP-/m, 'the removed endpoint\'s chain is deleted');
   assert.ok(!fake.calls.some((c) => c.args.includes('-I')), 'no jump insertion on a partial sync');
+  const written = rulesIn(text, 'nat');
+  assert.ok(written > 0 && written < fullNat, `partial ${written} rules, full ${fullNat}`);
+  assert.match(await metrics.text(), new RegExp(`kubeproxy_sync_proxy_rules_iptables_last\\{table="nat"\\} ${written}\n`));
 });
 
 test('a failed restore is counted, thrown, and the next sync is full', async () => {

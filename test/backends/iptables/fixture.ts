@@ -13,5 +13,5 @@ export const OPTS: IptablesRenderOptions = { ...BASE_OPTS, localhostNodePorts: f
 export const UPSTREAM_FAKE_OPTS: IptablesRenderOptions = { ...OPTS, localhostNodePorts: true, nfacct: true, randomFully: false };
 
 export function text(objects: readonly Obj[], opts: IptablesRenderOptions = OPTS): string {
-  return serializeFull(renderIptables(snapshot(objects), opts));
+  return serializeFull(renderIptables(snapshot(objects), opts)).text;
 }

@@ -91,10 +91,10 @@ test('render is deterministic: same input (in any order) → same text, and the 
   ];
   const snap = snapshot(objs);
   const frozen = JSON.stringify([...snap.servicePorts, ...snap.endpoints]);
-  const one = serializeFull(renderIptables(snap, OPTS));
-  const two = serializeFull(renderIptables(snap, OPTS));
+  const one = serializeFull(renderIptables(snap, OPTS)).text;
+  const two = serializeFull(renderIptables(snap, OPTS)).text;
   assert.equal(one, two);
-  assert.equal(serializeFull(renderIptables(snapshot([...objs].reverse()), OPTS)), one);
+  assert.equal(serializeFull(renderIptables(snapshot([...objs].reverse()), OPTS)).text, one);
   assert.equal(JSON.stringify([...snap.servicePorts, ...snap.endpoints]), frozen);
 });
 

@@ -222,7 +222,7 @@ test('IPv6: other-family services skipped, ::1 excluded from node ports, [ip]:po
   const model = renderIptables(snapshot(objs), opts);
   assert.deepEqual([...model.skipped], [], 'other-family ports are ignored, not reported');
   assert.deepEqual([...model.serviceChains.keys()], ['ns1/v6:p80']);
-  const out = serializeFull(model);
+  const out = serializeFull(model).text;
   assertGolden('iptables/ipv6.txt', out);
   assert.match(out, /! -d ::1\/128 -j KUBE-NODEPORTS/);
   assert.match(out, /--to-destination \[fd00:10::1\]:80/);
@@ -238,10 +238,10 @@ test('large cluster (>1000 endpoints): per-endpoint comments gone, others kept',
   }
   const small = renderIptables(snapshot(objs.slice(0, 20)), OPTS);
   assert.equal(small.largeClusterMode, false);
-  assert.match(serializeFull(small), /-m comment --comment "big\/s0:p -> 10\.0\.0\.1:80"/);
+  assert.match(serializeFull(small).text, /-m comment --comment "big\/s0:p -> 10\.0\.0\.1:80"/);
   const model = renderIptables(snapshot(objs), OPTS);
   assert.equal(model.largeClusterMode, true);
-  const out = serializeFull(model);
+  const out = serializeFull(model).text;
   assert.doesNotMatch(out, / -> /);
   assert.doesNotMatch(out, /-A KUBE-SEP-\S+ -m comment/);
   assert.match(out, /-A KUBE-SEP-\S+ -s 10\.0\.0\.1 -j KUBE-MARK-MASQ\n/);

@@ -46,7 +46,7 @@ test('partial: one endpoint changes, only that service port\'s chains are rewrit
   const snap = b.next();
   assert.deepEqual([...snap.changed], ['ns1/svc1:p80']);
   const after = renderIptables(snap, OPTS);
-  const text = serializePartial(after, { changed: snap.changed, previous: before });
+  const text = serializePartial(after, { changed: snap.changed, previous: before }).text;
   assertGolden('iptables/partial-endpoint-change.txt', text);
 
   const nat = shape(text).get('nat');
@@ -71,7 +71,7 @@ test('partial: a deleted service\'s chains are flushed and deleted; one losing i
   b.handle({ kind: 'EndpointSlice', type: 'delete', object: EPS1 });
   const snap = b.next();
   const after = renderIptables(snap, OPTS);
-  const text = serializePartial(after, { changed: snap.changed, previous: before });
+  const text = serializePartial(after, { changed: snap.changed, previous: before }).text;
   assertGolden('iptables/partial-delete.txt', text);
   const nat = shape(text).get('nat');
   assert.deepEqual(nat?.deleted.sort(), [...(before.serviceChains.get(servicePortName(namespacedName('ns1', 'svc1'), 'p80'))?.nat ?? []), ...(before.serviceChains.get(servicePortName(namespacedName('ns2', 'svc2'), 'p8080'))?.nat ?? [])].sort());
@@ -80,7 +80,7 @@ test('partial: a deleted service\'s chains are flushed and deleted; one losing i
 
 test('partial: nothing changed → only the top-level chains', () => {
   const { model } = start();
-  const text = serializePartial(model, { changed: new Set(), previous: model });
+  const text = serializePartial(model, { changed: new Set(), previous: model }).text;
   assert.deepEqual(shape(text).get('nat')?.declared, ['KUBE-SERVICES', 'KUBE-NODEPORTS', 'KUBE-POSTROUTING', 'KUBE-MARK-MASQ']);
   assert.doesNotMatch(text, /-X /);
 });
@@ -103,7 +103,7 @@ test('partial output references only chains that exist after the restore', () =>
   b.handle({ kind: 'EndpointSlice', type: 'add', object: slice('ns3', 'svc3-1', 'svc3', [ep('10.0.3.1'), ep('10.0.3.2')], { portName: 'p80', port: 80 }) });
   const snap = b.next();
   const after = renderIptables(snap, OPTS);
-  const text = serializePartial(after, { changed: snap.changed, previous: before });
+  const text = serializePartial(after, { changed: snap.changed, previous: before }).text;
   const present = new Set([...before.nat.chains.keys(), ...shape(text).get('nat')?.declared ?? []]);
   for (const m of text.matchAll(/-j (KUBE-[A-Z0-9-]+)/g)) assert.ok(present.has(m[1] ?? ''), `${m[1]} jumped to but not present`);
   for (const m of text.matchAll(/^-A (\S+)/gm)) assert.ok(shape(text).get('nat')?.declared.includes(m[1] ?? '') || shape(text).get('filter')?.declared.includes(m[1] ?? ''), `${m[1]} written but not declared`);
@@ -111,7 +111,7 @@ test('partial output references only chains that exist after the restore', () =>
 
 test('full: stale chains are declared then deleted; chains the model has are never deleted', () => {
   const { model } = start();
-  const text = serializeFull(model, new Map([['nat', ['KUBE-SEP-OLDOLDOLDOLDOLD1', 'KUBE-SVC-XPGD46QRK7WJZT7O']]]));
+  const text = serializeFull(model, { stale: new Map([['nat', ['KUBE-SEP-OLDOLDOLDOLDOLD1', 'KUBE-SVC-XPGD46QRK7WJZT7O']]]) }).text;
   assert.match(text, /:KUBE-SEP-OLDOLDOLDOLDOLD1 - \[0:0\]\n-A KUBE-SERVICES/);
   assert.match(text, /-X KUBE-SEP-OLDOLDOLDOLDOLD1\nCOMMIT\n$/);
   assert.doesNotMatch(text, /-X KUBE-SVC-XPGD46QRK7WJZT7O/);

@@ -1,0 +1,37 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { ChunkedText, linesOf, textOf } from '../../src/core/text.js';
+
+test('ChunkedText: chunks of whole lines, about 64 KB each, that join to every line plus its newline', () => {
+  const lines = Array.from({ length: 5000 }, (_, i) => `-A KUBE-SEP-${i} -m comment --comment "line ${i}" -j DNAT`);
+  let made = 0;
+  const t = new ChunkedText(function* () {
+    made++;
+    yield* lines;
+  });
+  const chunks = [...t];
+  assert.ok(chunks.length > 1, `${chunks.length} chunks`);
+  for (const c of chunks) {
+    assert.ok(c.endsWith('\n'), 'every chunk ends at a line end');
+    assert.ok(c.length < 64 * 1024 + 200, `chunk of ${c.length}`);
+  }
+  for (const c of chunks.slice(0, -1)) assert.ok(c.length >= 64 * 1024);
+  assert.equal(chunks.join(''), lines.join('\n') + '\n');
+  // Every iteration makes the text again.
+  assert.equal(t.text, chunks.join(''));
+  assert.deepEqual([...t.lines()], lines);
+  assert.equal(made, 3);
+});
+
+test('ChunkedText: no lines is the empty text', () => {
+  const t = new ChunkedText(() => []);
+  assert.deepEqual([...t], []);
+  assert.equal(t.text, '');
+});
+
+test('linesOf splits a string and a ChunkedText alike, as String.split would', () => {
+  for (const s of ['a\nb\n', 'a\nb', '', '\n', 'one']) assert.deepEqual([...linesOf(s)], s.split('\n'), JSON.stringify(s));
+  const t = new ChunkedText(() => ['*nat', 'COMMIT']);
+  assert.deepEqual([...linesOf(t)], textOf(t).split('\n'));
+  assert.equal(textOf('x'), 'x');
+});
