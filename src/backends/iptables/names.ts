@@ -3,7 +3,8 @@
  * users grep `iptables-save` for these. Pure.
  */
 import type { Protocol } from '../../core/objects.js';
-import { base32, sha256, utf8 } from './hash.js';
+import { flat } from '../../core/text.js';
+import { hashedName } from './hash.js';
 
 /** Top-level chains (upstream's constant names). */
 export const KUBE_SERVICES = 'KUBE-SERVICES';
@@ -32,25 +33,9 @@ export function isServiceChainName(chain: string): boolean {
   return SERVICE_CHAIN_PREFIXES.some((p) => chain.startsWith(p));
 }
 
-/**
- * Memo of hash16 results: a pure function's cache, so repeated renders of a large cluster do
- * not rehash every endpoint. Bounded: cleared when it grows past MEMO_LIMIT entries.
- */
-const memo = new Map<string, string>();
-const MEMO_LIMIT = 1_000_000;
-
-function hash16(text: string): string {
-  const hit = memo.get(text);
-  if (hit !== undefined) return hit;
-  const h = base32(sha256(utf8(text))).slice(0, 16);
-  if (memo.size >= MEMO_LIMIT) memo.clear();
-  memo.set(text, h);
-  return h;
-}
-
 /** Upstream's portProtoHash: base32(sha256(servicePortName + lower-case protocol))[:16]. */
 export function portProtoHash(servicePortName: string, protocol: Protocol | string): string {
-  return hash16(servicePortName + protocol.toLowerCase());
+  return hashedName('', servicePortName + protocol.toLowerCase(), 16);
 }
 
 /** The names of every per-service chain of one service port. */
@@ -67,7 +52,7 @@ export interface ServiceChainNames {
 
 export function serviceChainNames(servicePortName: string, protocol: Protocol | string): ServiceChainNames {
   const h = portProtoHash(servicePortName, protocol);
-  return { cluster: SVC_PREFIX + h, local: SVL_PREFIX + h, external: EXT_PREFIX + h, firewall: FW_PREFIX + h };
+  return { cluster: flat`${SVC_PREFIX}${h}`, local: flat`${SVL_PREFIX}${h}`, external: flat`${EXT_PREFIX}${h}`, firewall: flat`${FW_PREFIX}${h}` };
 }
 
 /**
@@ -75,7 +60,7 @@ export function serviceChainNames(servicePortName: string, protocol: Protocol | 
  * protocol + the endpoint's "ip:port" ("[ip]:port" for IPv6, Go's net.JoinHostPort).
  */
 export function endpointChainName(servicePortName: string, protocol: Protocol | string, endpoint: string): string {
-  return SEP_PREFIX + hash16(servicePortName + protocol.toLowerCase() + endpoint);
+  return hashedName(SEP_PREFIX, servicePortName + protocol.toLowerCase() + endpoint, 16);
 }
 
 /**

@@ -5,7 +5,8 @@
  * upper-case RFC 4648 base32 of sha256 of the text after the hash; not lower-cased). Pure.
  */
 import { parseServicePortName, type ServicePortName } from '../../core/ids.js';
-import { base32, sha256, utf8 } from '../iptables/hash.js';
+import { flat } from '../../core/text.js';
+import { hashedName } from '../iptables/hash.js';
 
 export const TABLE = 'kube-proxy';
 
@@ -50,17 +51,10 @@ export const NAME_LENGTH_MAX = 256;
 const PREFIX_LENGTH_MAX = 16;
 const BASE_LENGTH_MAX = NAME_LENGTH_MAX - PREFIX_LENGTH_MAX;
 
-const memo = new Map<string, string>();
-
 /** Upstream's hashAndTruncate: "<HASH8>-<name>", cut to 240 characters ending in "..." if longer. */
 export function hashAndTruncate(name: string): string {
-  const hit = memo.get(name);
-  if (hit !== undefined) return hit;
-  let out = base32(sha256(utf8(name))).slice(0, 8) + '-' + name;
-  if (out.length > BASE_LENGTH_MAX) out = out.slice(0, BASE_LENGTH_MAX - 3) + '...';
-  if (memo.size > 1_000_000) memo.clear();
-  memo.set(name, out);
-  return out;
+  const out = hashedName('', name, 8, `-${name}`);
+  return out.length > BASE_LENGTH_MAX ? flat`${out.slice(0, BASE_LENGTH_MAX - 3)}...` : out;
 }
 
 /** "HASH-ns/svc/proto/portName", e.g. "ULMVA6XW-ns1/svc1/tcp/p80". `protocol` is lower-cased. */
@@ -92,12 +86,12 @@ export interface ServiceChainNames {
 
 export function serviceChainNames(spn: ServicePortName, protocol: string): ServiceChainNames {
   const base = servicePortChainNameBase(spn, protocol);
-  return { cluster: CLUSTER_PREFIX + base, local: LOCAL_PREFIX + base, external: EXTERNAL_PREFIX + base, firewall: FIREWALL_PREFIX + base };
+  return { cluster: flat`${CLUSTER_PREFIX}${base}`, local: flat`${LOCAL_PREFIX}${base}`, external: flat`${EXTERNAL_PREFIX}${base}`, firewall: flat`${FIREWALL_PREFIX}${base}` };
 }
 
 export function endpointNames(spn: ServicePortName, protocol: string, endpoint: string): { readonly chain: string; readonly affinitySet: string } {
   const base = endpointChainNameBase(spn, protocol, endpoint);
-  return { chain: ENDPOINT_PREFIX + base, affinitySet: AFFINITY_PREFIX + base };
+  return { chain: flat`${ENDPOINT_PREFIX}${base}`, affinitySet: flat`${AFFINITY_PREFIX}${base}` };
 }
 
 /** Per-service-port chains always contain "/"; the fixed chains never do (upstream's isServiceChainName). */

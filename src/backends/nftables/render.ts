@@ -352,7 +352,13 @@ function renderPort(ctx: RenderContext, v: PortView, sharedSets: ReadonlySet<str
     if (!l) ownedElements.set(set, (l = []));
     if (!l.includes(e.key)) l.push(e.key);
   };
-  const epNames = (e: Endpoint): { chain: string; affinitySet: string } => endpointNames(sp.name, proto, e.key);
+  // Each endpoint's names are hashed once (several rules use them).
+  const endpointNamesByKey = new Map<string, { readonly chain: string; readonly affinitySet: string }>();
+  const epNames = (e: Endpoint): { readonly chain: string; readonly affinitySet: string } => {
+    let n = endpointNamesByKey.get(e.key);
+    if (n === undefined) endpointNamesByKey.set(e.key, (n = endpointNames(sp.name, proto, e.key)));
+    return n;
+  };
 
   const externallyAccessible = sp.nodePort !== 0 || v.loadBalancerIPs.length > 0 || v.externalIPs.length > 0;
   const isLocal = (e: Endpoint): boolean => (options.nodeName !== '' ? e.nodeName === options.nodeName : e.isLocal);

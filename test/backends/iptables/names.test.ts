@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { base32, hex, sha256, utf8 } from '../../../src/backends/iptables/hash.js';
+import { base32, hashedName, hex, sha256, utf8 } from '../../../src/backends/iptables/hash.js';
 import { endpointChainName, formatFixed, masqueradeMark, probability, serviceChainNames } from '../../../src/backends/iptables/names.js';
 import { CANARY_CHAIN, CANARY_TABLES, JUMP_RULES, KUBELET_JUMP_RULES, jumpRulesFor, renderIptables } from '../../../src/backends/iptables/render.js';
 import { serializeFull } from '../../../src/backends/iptables/serialize.js';
@@ -38,6 +38,17 @@ test('sha256 equals node:crypto on random and edge-length inputs; base32 follows
   for (const s of ['ns1/svc1:p80tcp', 'ünïcødé/😀:x', '']) assert.deepEqual(Buffer.from(utf8(s)), Buffer.from(s, 'utf8'));
   const vectors: [string, string][] = [['', ''], ['f', 'MY======'], ['fo', 'MZXQ===='], ['foo', 'MZXW6==='], ['foob', 'MZXW6YQ='], ['fooba', 'MZXW6YTB'], ['foobar', 'MZXW6YTBOI======']];
   for (const [plain, enc] of vectors) assert.equal(base32(utf8(plain)), enc);
+});
+
+test('hashedName: prefix + the first characters of base32(sha256(utf8(text))) + suffix, for any text', () => {
+  const texts = ['ns1/svc1:p80tcp', 'ünïcødé/😀:x', '', 'lone \ud800 surrogate', ...[55, 56, 64, 119, 120, 700].map((n) => 'a'.repeat(n - 1) + 'é')];
+  for (const text of texts) {
+    const b32 = base32(createHash('sha256').update(Buffer.from(text, 'utf8')).digest());
+    for (const chars of [8, 16, 51]) {
+      assert.equal(hashedName('KUBE-SEP-', text, chars), `KUBE-SEP-${b32.slice(0, chars)}`, `${JSON.stringify(text)} ${chars}`);
+    }
+    assert.equal(hashedName('', text, 8, `-${text}`), `${b32.slice(0, 8)}-${text}`);
+  }
 });
 
 test('probabilities print as Go %0.10f (round half to even on the exact double)', () => {
