@@ -16,31 +16,37 @@ export type Exec = (cmd: string, args: readonly string[], options?: { input?: Te
 
 /**
  * Writes a text to a stream: a string at once, a ChunkedText chunk by chunk as the stream takes
- * them (so the whole text never exists at once). Resolves once everything is handed to the
- * stream, or when the stream fails or closes (a tool may exit before reading all its input).
- * Rejects only when making the text fails, before the rest of it is written.
+ * them (so the whole text never exists at once). Resolves once the stream has written it all
+ * out (an asynchronous pipe may still hold it after write() returns: a process that exits then
+ * loses the end), or when the stream fails or closes (a tool may exit before reading all its
+ * input). Rejects only when making the text fails, before the rest of it is written.
  */
 export async function writeText(stream: Writable, text: Text): Promise<void> {
-  if (typeof text === 'string') {
-    if (text !== '') stream.write(text);
-    return;
-  }
-  for (const chunk of text) {
+  let written: Promise<void> = Promise.resolve();
+  for (const chunk of typeof text === 'string' ? (text === '' ? [] : [text]) : text) {
     if (stream.destroyed || stream.writableEnded) return;
-    if (!stream.write(chunk) && !stream.destroyed) {
-      await new Promise<void>((resolve) => {
-        const done = (): void => {
-          stream.off('drain', done);
-          stream.off('close', done);
-          stream.off('error', done);
-          resolve();
-        };
-        stream.on('drain', done);
-        stream.on('close', done);
-        stream.on('error', done);
-      });
-    }
+    let full = false;
+    written = new Promise<void>((resolve) => {
+      full = !stream.write(chunk, () => resolve());
+    });
+    if (full && !stream.destroyed) await drained(stream);
   }
+  await written;
+}
+
+/** Resolves on 'drain', or when the stream closes or fails. */
+function drained(stream: Writable): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const done = (): void => {
+      stream.off('drain', done);
+      stream.off('close', done);
+      stream.off('error', done);
+      resolve();
+    };
+    stream.on('drain', done);
+    stream.on('close', done);
+    stream.on('error', done);
+  });
 }
 
 /**

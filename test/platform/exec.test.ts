@@ -1,7 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { ChunkedText } from '../../src/core/text.js';
-import { FakeExec, realExec, runTool } from '../../src/platform/exec.js';
+import { Writable } from 'node:stream';
+import { FakeExec, realExec, runTool, writeText } from '../../src/platform/exec.js';
 
 const bigLines = (n: number): string[] => Array.from({ length: n }, (_, i) => `line ${i} ${'x'.repeat(60)}`);
 
@@ -41,4 +42,26 @@ test('FakeExec records a ChunkedText input as one string', async () => {
   const fake = new FakeExec();
   await fake.exec('nft', ['-f', '-'], { input: new ChunkedText(() => ['add table ip t', 'add chain ip t c']) });
   assert.equal(fake.calls[0]?.input, 'add table ip t\nadd chain ip t c\n');
+});
+
+test('writeText resolves only once the stream has written everything out, the last small chunk included', async () => {
+  // A slow sink, like a pipe whose reader lags: each write completes 10 ms later. kproxy --dry-run
+  // exits once writeText resolves, so anything still queued then would be lost.
+  let received = '';
+  const sink = new Writable({
+    highWaterMark: 16 * 1024,
+    write(chunk: Buffer, _enc, done) {
+      setTimeout(() => {
+        received += chunk.toString();
+        done();
+      }, 10);
+    },
+  });
+  // 3 full chunks and a last one under the high-water mark (write() returns true for it).
+  const lines = [...bigLines(3 * 1000), 'last line'];
+  const text = new ChunkedText(() => lines);
+  await writeText(sink, text);
+  assert.equal(received, text.text);
+  await writeText(sink, 'a small string');
+  assert.ok(received.endsWith('a small string'));
 });
