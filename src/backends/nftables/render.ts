@@ -62,10 +62,17 @@ class ModelBuilder {
   /** sharedSets: for a service port's piece, the header's sets it may add elements to. */
   constructor(private readonly sharedSets?: ReadonlySet<string>) {}
 
-  /** The chains, frozen as the model holds them. */
+  /** The chains, frozen as the model holds them (rule lists of their exact size: see exact). */
   frozenChains(): Map<string, NftChain> {
     const out = new Map<string, NftChain>();
-    for (const [name, c] of this.chains) out.set(name, Object.freeze({ ...c, rules: Object.freeze(c.rules) }));
+    for (const [name, c] of this.chains) out.set(name, Object.freeze({ ...c, rules: exact(c.rules) }));
+    return out;
+  }
+
+  /** The element lists, frozen. */
+  frozenElements(): Map<string, readonly NftElement[]> {
+    const out = new Map<string, readonly NftElement[]>();
+    for (const [name, l] of this.elements) out.set(name, exact(l));
     return out;
   }
 
@@ -100,6 +107,14 @@ class ModelBuilder {
     keys.add(e.key);
     list.push(e);
   }
+}
+
+/**
+ * A frozen copy of exactly the list's size: an array grown by push keeps room for 17 elements
+ * at least (~190 bytes for an endpoint chain's 2 or 3 rules, against ~70).
+ */
+function exact<T>(list: readonly T[]): readonly T[] {
+  return Object.freeze(list.slice());
 }
 
 /** nft string literal. Service port names hold only [a-z0-9-./:], so no escaping is needed. */
@@ -232,9 +247,7 @@ export class NftablesRenderer {
     this.ports = new PortCache((sp, eps) => viewOf(sp, eps, family));
     this.headerChains = b.frozenChains();
     this.headerSets = b.sets;
-    const elements = new Map<string, readonly NftElement[]>();
-    for (const [name, l] of b.elements) elements.set(name, Object.freeze(l));
-    this.headerElements = elements;
+    this.headerElements = b.frozenElements();
     this.sharedSets = new Set(b.elements.keys());
     this.absentSets = Object.freeze(absentSets);
   }
@@ -506,12 +519,10 @@ function renderPort(ctx: RenderContext, v: PortView, sharedSets: ReadonlySet<str
     b.rule(n.chain, `meta l4proto ${proto} dnat to ${e.key}`);
   }
 
-  const elements = new Map<string, readonly NftElement[]>();
-  for (const [name, l] of b.elements) elements.set(name, Object.freeze(l));
   return {
     chains: b.frozenChains(),
     sets: b.sets,
-    elements,
+    elements: b.frozenElements(),
     objects: Object.freeze({ chains: Object.freeze(ownedChains), affinitySets: Object.freeze(ownedSets), elements: ownedElements }),
     noLocalInternal,
     noLocalExternal,
