@@ -1,5 +1,6 @@
 import { DEFAULT_WEIGHT, WEIGHTS_ANNOTATION, parseWeights } from './annotations.js';
 import { ipFamily } from './ip.js';
+import { flat } from './text.js';
 import type { EndpointSliceObject } from './objects.js';
 import type { ServicePort } from './service-port.js';
 
@@ -24,7 +25,7 @@ export interface Endpoint {
 }
 
 export function endpointKey(ip: string, port: number): string {
-  return ip.includes(':') ? `[${ip}]:${port}` : `${ip}:${port}`;
+  return ip.includes(':') ? flat`[${ip}]:${port}` : flat`${ip}:${port}`;
 }
 
 /**

@@ -2,6 +2,8 @@
  * Canonical identities. One constructor per identity; maps are keyed by these, never by
  * strings built at call sites.
  */
+import { flat } from './text.js';
+
 declare const servicePortNameBrand: unique symbol;
 declare const namespacedNameBrand: unique symbol;
 
@@ -11,11 +13,11 @@ export type NamespacedName = string & { readonly [namespacedNameBrand]: true };
 export type ServicePortName = string & { readonly [servicePortNameBrand]: true };
 
 export function namespacedName(namespace: string, name: string): NamespacedName {
-  return `${namespace}/${name}` as NamespacedName;
+  return flat`${namespace}/${name}` as NamespacedName;
 }
 
 export function servicePortName(svc: NamespacedName, portName: string): ServicePortName {
-  return (portName === '' ? svc : `${svc}:${portName}`) as ServicePortName;
+  return (portName === '' ? svc : flat`${svc}:${portName}`) as ServicePortName;
 }
 
 /** Splits a ServicePortName back into its parts. */

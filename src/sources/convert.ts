@@ -18,6 +18,7 @@
 import { SCHEDULER_ANNOTATION, SCHEDULER_NAMES, WEIGHTS_ANNOTATION, isSchedulerName, parseWeights } from '../core/annotations.js';
 import type { SourceProblem } from '../core/events.js';
 import { namespacedName } from '../core/ids.js';
+import { flat } from '../core/text.js';
 import { ipFamily, isIP, parseCIDR, parseIPv4, parseIPv6, type IPFamily } from '../core/ip.js';
 import {
   PROTOCOLS,
@@ -1000,7 +1001,7 @@ export const KINDS: Readonly<Record<string, string>> = {
 
 /** The identity of an object (or of the document that defines it) for diffing and duplicates. */
 export function documentKey(kind: string, namespace: string, name: string): string {
-  return `${kind}/${namespace}/${name}`;
+  return flat`${kind}/${namespace}/${name}`;
 }
 
 export function objectKey(obj: ApiObject): string {

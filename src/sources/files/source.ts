@@ -25,6 +25,7 @@ import { isDeepStrictEqual } from 'node:util';
 import { KproxyError, errorMessage } from '../../core/errors.js';
 import type { EventSink, Source, SourceEvent, SourceProblem } from '../../core/events.js';
 import type { ApiObject } from '../../core/objects.js';
+import { flat } from '../../core/text.js';
 import { PROBLEM, convertObject, objectKey } from '../convert.js';
 import { documentWhere, parseManifests } from './parse.js';
 
@@ -400,7 +401,8 @@ export class ManifestSource implements Source {
     const unmatched = new Set<string>();
     for (const doc of parsed.documents) {
       const where = documentWhere(file, doc.index);
-      const entryWhere = doc.path === '' ? where : `${where}, ${doc.path}`;
+      // Kept with the entry: one flat string, not a rope holding its parts.
+      const entryWhere = doc.path === '' ? where : flat`${where}, ${doc.path}`;
       const out = convertObject(doc.value, { origin: { source: this.name, file, document: doc.index }, where, path: doc.path });
       switch (out.status) {
         case 'ok': {
