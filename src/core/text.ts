@@ -75,6 +75,7 @@ export function textOf(text: Text): string {
  * A template literal as one flat string (`flat\`goto ${chain}\``). An untagged template or `+`
  * makes a rope instead, a 32-byte node per part that also keeps its parts alive: for the strings
  * a rendered model keeps, several hundred thousand at 10,000 services, 2-3x the memory of the text.
+ * (Flat when at least two parts are not empty; with one, V8 returns that part as it is.)
  */
 export function flat(strings: TemplateStringsArray, ...values: readonly (string | number)[]): string {
   const parts: (string | number)[] = [strings[0] ?? ''];

@@ -47,8 +47,6 @@ export interface ServicePortObjects {
   readonly chains: readonly string[];
   /** Its affinity-* sets. */
   readonly affinitySets: readonly string[];
-  /** Its elements in the shared sets/maps: set name → keys. */
-  readonly elements: ReadonlyMap<string, readonly string[]>;
 }
 
 export interface NftablesModel {

@@ -12,6 +12,7 @@ import type { Snapshot } from '../../core/snapshot.js';
 import { categorizeEndpoints, type NodeTopology } from '../../core/traffic-policy.js';
 import { PortCache, type PortView, viewOf } from '../port-cache.js';
 import { canonicalIP, parseCIDR } from '../../core/ip.js';
+import { flat } from '../../core/text.js';
 import { masqueradeMark } from '../iptables/names.js';
 import type { BaseChainSpec, NftChain, NftElement, NftSet, NftablesModel, NftablesRenderOptions, ServicePortObjects } from './model.js';
 import {
@@ -62,17 +63,24 @@ class ModelBuilder {
   /** sharedSets: for a service port's piece, the header's sets it may add elements to. */
   constructor(private readonly sharedSets?: ReadonlySet<string>) {}
 
-  /** The chains, frozen as the model holds them (rule lists of their exact size: see exact). */
-  frozenChains(): Map<string, NftChain> {
-    const out = new Map<string, NftChain>();
-    for (const [name, c] of this.chains) out.set(name, Object.freeze({ ...c, rules: exact(c.rules) }));
+  /**
+   * The chains in declaration order, frozen as the model holds them, with rule lists of their
+   * exact size (see exact). A per-service chain is `{ name, rules }`, one hidden class for all
+   * (a spread copy would make one per object).
+   */
+  frozenChains(): NftChain[] {
+    const out: NftChain[] = [];
+    for (const c of this.chains.values()) {
+      const rules = exact(c.rules);
+      out.push(Object.freeze(c.base === undefined && c.comment === undefined ? { name: c.name, rules } : { ...c, rules }));
+    }
     return out;
   }
 
-  /** The element lists, frozen. */
-  frozenElements(): Map<string, readonly NftElement[]> {
-    const out = new Map<string, readonly NftElement[]>();
-    for (const [name, l] of this.elements) out.set(name, exact(l));
+  /** The element lists, frozen, by set. */
+  frozenElements(): ElementList[] {
+    const out: ElementList[] = [];
+    for (const [set, list] of this.elements) out.push(Object.freeze({ set, list: exact(list) }));
     return out;
   }
 
@@ -84,7 +92,7 @@ class ModelBuilder {
   rule(chain: string, body: string, comment?: string): void {
     const c = this.chains.get(chain);
     if (!c) throw new Error(`nftables render: rule for undeclared chain ${chain}`);
-    c.rules.push(comment === undefined ? body : `${body} comment ${quote(comment)}`);
+    c.rules.push(comment === undefined ? body : flat`${body} comment ${quote(comment)}`);
   }
 
   set(s: NftSet): void {
@@ -134,13 +142,22 @@ interface RenderContext {
   readonly primaryNodeIP: string | undefined;
 }
 
-/** One service port's share of the model. */
+/** The elements one piece adds to one set or map. */
+interface ElementList {
+  readonly set: string;
+  readonly list: readonly NftElement[];
+}
+
+/**
+ * One service port's share of the model: arrays, not Maps (a Map costs ~300 bytes even when
+ * small, and every service port keeps its fragment).
+ */
 interface PortFragment {
-  readonly chains: ReadonlyMap<string, NftChain>;
+  readonly chains: readonly NftChain[];
   /** Its affinity sets. */
-  readonly sets: ReadonlyMap<string, NftSet>;
+  readonly sets: readonly NftSet[];
   /** Its elements of the shared sets and maps. */
-  readonly elements: ReadonlyMap<string, readonly NftElement[]>;
+  readonly elements: readonly ElementList[];
   readonly objects: ServicePortObjects;
   readonly noLocalInternal: number;
   readonly noLocalExternal: number;
@@ -245,9 +262,9 @@ export class NftablesRenderer {
 
     this.ctx = { options, family, ipX, addrType, ifLocal, ifNotLocal, primaryNodeIP };
     this.ports = new PortCache((sp, eps) => viewOf(sp, eps, family));
-    this.headerChains = b.frozenChains();
+    this.headerChains = new Map(b.frozenChains().map((c) => [c.name, c]));
     this.headerSets = b.sets;
-    this.headerElements = b.frozenElements();
+    this.headerElements = new Map(b.frozenElements().map((e) => [e.set, e.list]));
     this.sharedSets = new Set(b.elements.keys());
     this.absentSets = Object.freeze(absentSets);
   }
@@ -284,19 +301,19 @@ export class NftablesRenderer {
       // were, the first port keeps the chain or set (the second's rules are appended), as a
       // single-pass render would do.
       let collided = false;
-      for (const [cn, c] of f.chains) {
-        const had = chains.get(cn);
-        if (had === undefined) chains.set(cn, c);
+      for (const c of f.chains) {
+        const had = chains.get(c.name);
+        if (had === undefined) chains.set(c.name, c);
         else {
           collided = true;
-          chains.set(cn, Object.freeze({ ...had, rules: Object.freeze([...had.rules, ...c.rules]) }));
+          chains.set(c.name, Object.freeze({ ...had, rules: Object.freeze([...had.rules, ...c.rules]) }));
         }
       }
-      for (const [sn, s] of f.sets) {
-        if (sets.has(sn)) collided = true;
-        else sets.set(sn, s);
+      for (const s of f.sets) {
+        if (sets.has(s.name)) collided = true;
+        else sets.set(s.name, s);
       }
-      for (const [sn, els] of f.elements) {
+      for (const { set: sn, list: els } of f.elements) {
         const l = lists.get(sn);
         const k = keys.get(sn);
         if (l === undefined || k === undefined) continue;
@@ -330,9 +347,8 @@ export class NftablesRenderer {
 /** After a name collision: the port owns only the chains and sets whose first declaration was its own. */
 function ownedAfterCollision(f: PortFragment, chains: ReadonlyMap<string, NftChain>, sets: ReadonlyMap<string, NftSet>): ServicePortObjects {
   return Object.freeze({
-    chains: Object.freeze(f.objects.chains.filter((c) => chains.get(c) === f.chains.get(c))),
-    affinitySets: Object.freeze(f.objects.affinitySets.filter((s) => sets.get(s) === f.sets.get(s))),
-    elements: f.objects.elements,
+    chains: Object.freeze(f.objects.chains.filter((c) => chains.get(c) === f.chains.find((x) => x.name === c))),
+    affinitySets: Object.freeze(f.objects.affinitySets.filter((s) => sets.get(s) === f.sets.find((x) => x.name === s))),
   });
 }
 
@@ -354,17 +370,11 @@ function renderPort(ctx: RenderContext, v: PortView, sharedSets: ReadonlySet<str
   const names = serviceChainNames(sp.name, proto);
   const ownedChains: string[] = [];
   const ownedSets: string[] = [];
-  const ownedElements = new Map<string, string[]>();
   const chain = (name: string): void => {
     if (!b.chains.has(name)) ownedChains.push(name);
     b.chain(name);
   };
-  const element = (set: string, e: NftElement): void => {
-    b.element(set, e);
-    let l = ownedElements.get(set);
-    if (!l) ownedElements.set(set, (l = []));
-    if (!l.includes(e.key)) l.push(e.key);
-  };
+  const element = (set: string, e: NftElement): void => b.element(set, e);
   // Each endpoint's names are hashed once (several rules use them).
   const endpointNamesByKey = new Map<string, { readonly chain: string; readonly affinitySet: string }>();
   const epNames = (e: Endpoint): { readonly chain: string; readonly affinitySet: string } => {
@@ -409,8 +419,8 @@ function renderPort(ctx: RenderContext, v: PortView, sharedSets: ReadonlySet<str
   let internalVerdict = '';
   let externalVerdict = '';
   if (!hasEndpoints) {
-    internalVerdict = `goto ${REJECT_CHAIN}`;
-    externalVerdict = `goto ${REJECT_CHAIN}`;
+    internalVerdict = flat`goto ${REJECT_CHAIN}`;
+    externalVerdict = flat`goto ${REJECT_CHAIN}`;
   } else {
     if (!hasInternalEndpoints) {
       internalVerdict = 'drop';
@@ -422,16 +432,16 @@ function renderPort(ctx: RenderContext, v: PortView, sharedSets: ReadonlySet<str
     }
   }
 
-  const key = (ip: string): string => `${ip} . ${proto} . ${port}`;
+  const key = (ip: string): string => flat`${ip} . ${proto} . ${port}`;
   element(CLUSTER_IPS_SET, { key: v.clusterIP });
   if (hasInternalEndpoints) {
-    element(SERVICE_IPS_MAP, { key: key(v.clusterIP), value: `goto ${internalTrafficChain}` });
+    element(SERVICE_IPS_MAP, { key: key(v.clusterIP), value: flat`goto ${internalTrafficChain}` });
   } else {
     element(NO_ENDPOINT_SERVICES_MAP, { key: key(v.clusterIP), value: internalVerdict, comment: spn });
   }
 
   for (const ip of v.externalIPs) {
-    if (hasEndpoints) element(SERVICE_IPS_MAP, { key: key(ip), value: `goto ${externalTrafficChain}` });
+    if (hasEndpoints) element(SERVICE_IPS_MAP, { key: key(ip), value: flat`goto ${externalTrafficChain}` });
     if (!hasExternalEndpoints) element(NO_ENDPOINT_SERVICES_MAP, { key: key(ip), value: externalVerdict, comment: spn });
   }
 
@@ -444,20 +454,20 @@ function renderPort(ctx: RenderContext, v: PortView, sharedSets: ReadonlySet<str
       // A VIP-like LB IP that is local loops back with the LB IP as source.
       sources.push(...v.loadBalancerIPs);
     }
-    b.rule(fwChain, `${ipX} saddr != { ${sources.join(', ')} } drop`);
+    b.rule(fwChain, flat`${ipX} saddr != { ${sources.join(', ')} } drop`);
   }
   for (const ip of v.loadBalancerIPs) {
-    if (hasEndpoints) element(SERVICE_IPS_MAP, { key: key(ip), value: `goto ${externalTrafficChain}` });
-    if (usesFWChain) element(FIREWALL_IPS_MAP, { key: key(ip), value: `goto ${fwChain}`, comment: spn });
+    if (hasEndpoints) element(SERVICE_IPS_MAP, { key: key(ip), value: flat`goto ${externalTrafficChain}` });
+    if (usesFWChain) element(FIREWALL_IPS_MAP, { key: key(ip), value: flat`goto ${fwChain}`, comment: spn });
   }
   if (!hasExternalEndpoints) {
     for (const ip of v.loadBalancerIPs) element(NO_ENDPOINT_SERVICES_MAP, { key: key(ip), value: externalVerdict, comment: spn });
   }
 
   if (sp.nodePort !== 0) {
-    const npKey = `${proto} . ${sp.nodePort}`;
+    const npKey = flat`${proto} . ${sp.nodePort}`;
     // NodePorts are not subject to loadBalancerSourceRanges (upstream keeps it so).
-    if (hasEndpoints) element(SERVICE_NODEPORTS_MAP, { key: npKey, value: `goto ${externalTrafficChain}` });
+    if (hasEndpoints) element(SERVICE_NODEPORTS_MAP, { key: npKey, value: flat`goto ${externalTrafficChain}` });
     if (!hasExternalEndpoints) element(NO_ENDPOINT_NODEPORTS_MAP, { key: npKey, value: externalVerdict, comment: spn });
   }
 
@@ -465,27 +475,27 @@ function renderPort(ctx: RenderContext, v: PortView, sharedSets: ReadonlySet<str
   // address is enough (upstream's newer rules leave out the port too).
   if (hasInternalEndpoints) {
     if (options.masqueradeAll) {
-      b.rule(internalTrafficChain, `${ipX} daddr ${v.clusterIP} jump ${MARK_MASQ_CHAIN}`);
+      b.rule(internalTrafficChain, flat`${ipX} daddr ${v.clusterIP} jump ${MARK_MASQ_CHAIN}`);
     } else if (ifNotLocal !== undefined) {
       // Off-cluster traffic routed to a service VIP may bounce off-node: masquerade it.
-      b.rule(internalTrafficChain, `${ipX} daddr ${v.clusterIP} ${ifNotLocal} jump ${MARK_MASQ_CHAIN}`);
+      b.rule(internalTrafficChain, flat`${ipX} daddr ${v.clusterIP} ${ifNotLocal} jump ${MARK_MASQ_CHAIN}`);
     }
   }
 
   if (usesExternalTrafficChain) {
     if (!sp.externalPolicyLocal) {
       // Endpoints may be on other nodes: masquerade so replies come back through this node.
-      b.rule(externalTrafficChain, `jump ${MARK_MASQ_CHAIN}`);
+      b.rule(externalTrafficChain, flat`jump ${MARK_MASQ_CHAIN}`);
     } else {
       if (ifLocal !== undefined) {
         // Pods reaching an external destination get Cluster policy (as if via the real LB).
-        b.rule(externalTrafficChain, `${ifLocal} goto ${clusterPolicyChain}`, 'short-circuit pod traffic');
+        b.rule(externalTrafficChain, flat`${ifLocal} goto ${clusterPolicyChain}`, 'short-circuit pod traffic');
       }
       // The node itself: its source would be the (local) external IP, so masquerade, and use Cluster policy.
-      b.rule(externalTrafficChain, `fib saddr type local jump ${MARK_MASQ_CHAIN}`, 'masquerade local traffic');
-      b.rule(externalTrafficChain, `fib saddr type local goto ${clusterPolicyChain}`, 'short-circuit local traffic');
+      b.rule(externalTrafficChain, flat`fib saddr type local jump ${MARK_MASQ_CHAIN}`, 'masquerade local traffic');
+      b.rule(externalTrafficChain, flat`fib saddr type local goto ${clusterPolicyChain}`, 'short-circuit local traffic');
     }
-    if (hasExternalEndpoints) b.rule(externalTrafficChain, `goto ${externalPolicyChain}`);
+    if (hasExternalEndpoints) b.rule(externalTrafficChain, flat`goto ${externalPolicyChain}`);
   }
 
   const affinity = sp.affinityTimeoutSeconds > 0;
@@ -502,11 +512,11 @@ function renderPort(ctx: RenderContext, v: PortView, sharedSets: ReadonlySet<str
     if (affinity) {
       for (const e of eps) {
         const n = epNames(e);
-        b.rule(svcChain, `${ipX} saddr @${n.affinitySet} goto ${n.chain}`);
+        b.rule(svcChain, flat`${ipX} saddr @${n.affinitySet} goto ${n.chain}`);
       }
     }
     const vmap = eps.map((e, i) => `${i} : goto ${epNames(e).chain}`).join(' , ');
-    b.rule(svcChain, `numgen random mod ${eps.length} vmap { ${vmap} }`);
+    b.rule(svcChain, flat`numgen random mod ${eps.length} vmap { ${vmap} }`);
   };
   if (usesClusterPolicyChain) toEndpoints(clusterPolicyChain, clusterEndpoints);
   if (usesLocalPolicyChain) toEndpoints(localPolicyChain, localEndpoints);
@@ -514,16 +524,16 @@ function renderPort(ctx: RenderContext, v: PortView, sharedSets: ReadonlySet<str
   for (const e of reachable) {
     const n = epNames(e);
     // Hairpin: a pod reaching itself through the service must be SNATed.
-    b.rule(n.chain, `${ipX} saddr ${canonicalIP(e.ip)?.ip ?? e.ip} jump ${MARK_MASQ_CHAIN}`);
-    if (affinity) b.rule(n.chain, `update @${n.affinitySet} { ${ipX} saddr }`);
-    b.rule(n.chain, `meta l4proto ${proto} dnat to ${e.key}`);
+    b.rule(n.chain, flat`${ipX} saddr ${canonicalIP(e.ip)?.ip ?? e.ip} jump ${MARK_MASQ_CHAIN}`);
+    if (affinity) b.rule(n.chain, flat`update @${n.affinitySet} { ${ipX} saddr }`);
+    b.rule(n.chain, flat`meta l4proto ${proto} dnat to ${e.key}`);
   }
 
   return {
     chains: b.frozenChains(),
-    sets: b.sets,
+    sets: exact([...b.sets.values()]),
     elements: b.frozenElements(),
-    objects: Object.freeze({ chains: Object.freeze(ownedChains), affinitySets: Object.freeze(ownedSets), elements: ownedElements }),
+    objects: Object.freeze({ chains: exact(ownedChains), affinitySets: exact(ownedSets) }),
     noLocalInternal,
     noLocalExternal,
   };

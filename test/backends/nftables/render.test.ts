@@ -125,7 +125,7 @@ for (const c of GOLDEN_CASES) {
   test(`golden: ${c.name}`, () => assertGolden(`nftables/${c.name}.nft`, c.text()));
 }
 
-test('ownership: each service port lists its chains, affinity sets and elements', () => {
+test('ownership: each service port lists its chains and affinity sets; its elements point at its chains', () => {
   const m = renderNftables(snapshot(overall()), OPTS);
   const svc5 = m.servicePorts.get(spn('ns5', 'svc5', 'p80'));
   assert.ok(svc5);
@@ -134,12 +134,13 @@ test('ownership: each service port lists its chains, affinity sets and elements'
     'firewall-HVFWP5L3-ns5/svc5/tcp/p80', 'service-HVFWP5L3-ns5/svc5/tcp/p80',
   ]);
   assert.deepEqual(svc5.affinitySets, ['affinity-GTK6MW7G-ns5/svc5/tcp/p80__10.180.0.3/80']);
-  assert.deepEqual(svc5.elements.get('firewall-ips'), ['5.6.7.8 . tcp . 80']);
-  assert.deepEqual(svc5.elements.get('service-nodeports'), ['tcp . 3002']);
+  const element = (set: string, key: string) => m.elements.get(set)?.find((e) => e.key === key);
+  assert.deepEqual(element('firewall-ips', '5.6.7.8 . tcp . 80'), { key: '5.6.7.8 . tcp . 80', value: 'goto firewall-HVFWP5L3-ns5/svc5/tcp/p80', comment: 'ns5/svc5:p80' });
+  assert.deepEqual(element('service-nodeports', 'tcp . 3002'), { key: 'tcp . 3002', value: 'goto external-HVFWP5L3-ns5/svc5/tcp/p80' });
   // svc6 has no endpoints: only a reject element, no chains.
   const svc6 = m.servicePorts.get(spn('ns6', 'svc6', 'p80'));
   assert.deepEqual(svc6?.chains, []);
-  assert.deepEqual(svc6?.elements.get('no-endpoint-services'), ['172.30.0.46 . tcp . 80']);
+  assert.deepEqual(element('no-endpoint-services', '172.30.0.46 . tcp . 80'), { key: '172.30.0.46 . tcp . 80', value: 'goto reject-chain', comment: 'ns6/svc6:p80' });
   // svc2: Local policy without a local endpoint.
   assert.deepEqual(m.noLocalEndpoints, { internal: 0, external: 1 });
 });
