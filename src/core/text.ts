@@ -66,6 +66,31 @@ export function* linesOf(text: Text): Iterable<string> {
   yield text.slice(at);
 }
 
+/**
+ * Splits text that arrives in pieces into lines (without '\n'); a last line without '\n' is
+ * passed on at end(). A line may be a slice of its piece, never of the whole text.
+ */
+export class LineSplitter {
+  private rest = '';
+
+  constructor(private readonly onLine: (line: string) => void) {}
+
+  push(piece: string): void {
+    const text = this.rest + piece;
+    let at = 0;
+    for (let end = text.indexOf('\n'); end >= 0; end = text.indexOf('\n', at)) {
+      this.onLine(text.slice(at, end));
+      at = end + 1;
+    }
+    this.rest = text.slice(at);
+  }
+
+  end(): void {
+    if (this.rest !== '') this.onLine(this.rest);
+    this.rest = '';
+  }
+}
+
 /** The whole text as one string. */
 export function textOf(text: Text): string {
   return typeof text === 'string' ? text : text.text;
@@ -81,4 +106,12 @@ export function flat(strings: TemplateStringsArray, ...values: readonly (string 
   const parts: (string | number)[] = [strings[0] ?? ''];
   for (let i = 0; i < values.length; i++) parts.push(values[i] ?? '', strings[i + 1] ?? '');
   return parts.join('');
+}
+
+/**
+ * A copy of a string that shares no memory with it: a name cut out of a large dump (a slice)
+ * would keep the whole dump alive for as long as the name is kept.
+ */
+export function copyOf(s: string): string {
+  return s.length < 2 ? s : Array.from(s).join('');
 }

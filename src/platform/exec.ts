@@ -2,7 +2,7 @@
 import { spawn } from 'node:child_process';
 import type { Writable } from 'node:stream';
 import { errorMessage } from '../core/errors.js';
-import { textOf, type Text } from '../core/text.js';
+import { LineSplitter, linesOf, textOf, type Text } from '../core/text.js';
 
 export interface ExecResult {
   /** Exit code; 127 when the command does not exist. */
@@ -11,8 +11,28 @@ export interface ExecResult {
   readonly stderr: string;
 }
 
-/** `input` is written to the tool's stdin, which is then closed; a ChunkedText chunk by chunk. */
-export type Exec = (cmd: string, args: readonly string[], options?: { input?: Text }) => Promise<ExecResult>;
+export interface ExecOptions {
+  /** Written to the tool's stdin, which is then closed; a ChunkedText chunk by chunk. */
+  readonly input?: Text;
+  /**
+   * Receives stdout line by line as it comes, instead of in ExecResult.stdout (''): for dumps of
+   * a whole ruleset (tens of MB at 10,000 services), of which the caller keeps a few names. An
+   * Exec may ignore it and return stdout whole; execLines handles both.
+   */
+  readonly stdoutLines?: (line: string) => void;
+}
+
+export type Exec = (cmd: string, args: readonly string[], options?: ExecOptions) => Promise<ExecResult>;
+
+/** Runs a tool through an Exec, with its stdout line by line to onLine (see ExecOptions.stdoutLines). */
+export async function execLines(exec: Exec, cmd: string, args: readonly string[], onLine: (line: string) => void): Promise<ExecResult> {
+  const r = await exec(cmd, args, { stdoutLines: onLine });
+  if (r.stdout === '') return r;
+  const lines = [...linesOf(r.stdout)];
+  if (lines.at(-1) === '') lines.pop();
+  for (const l of lines) onLine(l);
+  return { ...r, stdout: '' };
+}
 
 /**
  * Writes a text to a stream: a string at once, a ChunkedText chunk by chunk as the stream takes
@@ -55,12 +75,17 @@ function drained(stream: Writable): Promise<void> {
  * the input fails, the tool is killed before its stdin is closed (a tool that saw the end of a
  * truncated input could apply part of it): code 1, and stderr says why.
  */
-export function runTool(cmd: string, args: readonly string[], options: { input?: Text; timeoutMs?: number } = {}): Promise<ExecResult> {
+export function runTool(cmd: string, args: readonly string[], options: ExecOptions & { timeoutMs?: number } = {}): Promise<ExecResult> {
   return new Promise((resolve) => {
     const child = spawn(cmd, [...args], { stdio: ['pipe', 'pipe', 'pipe'] });
     const out: Buffer[] = [];
     const err: Buffer[] = [];
-    child.stdout.on('data', (b: Buffer) => out.push(b));
+    const lines = options.stdoutLines === undefined ? undefined : new LineSplitter(options.stdoutLines);
+    if (lines === undefined) child.stdout.on('data', (b: Buffer) => out.push(b));
+    else {
+      child.stdout.setEncoding('utf8');
+      child.stdout.on('data', (s: string) => lines.push(s));
+    }
     child.stderr.on('data', (b: Buffer) => err.push(b));
     let settled = false;
     let timedOut = false;
@@ -90,6 +115,7 @@ export function runTool(cmd: string, args: readonly string[], options: { input?:
       },
     );
     child.on('close', (code) => {
+      lines?.end();
       void fed.then((failure) => {
         const stderr = Buffer.concat(err).toString();
         finish({
@@ -102,7 +128,7 @@ export function runTool(cmd: string, args: readonly string[], options: { input?:
   });
 }
 
-export const realExec: Exec = (cmd, args, options) => runTool(cmd, args, options?.input === undefined ? {} : { input: options.input });
+export const realExec: Exec = (cmd, args, options) => runTool(cmd, args, options);
 
 export interface ExecCall {
   readonly cmd: string;

@@ -4,7 +4,7 @@
  */
 import { KproxyError } from '../core/errors.js';
 import { linesOf, type Text } from '../core/text.js';
-import type { Exec } from './exec.js';
+import { execLines, type Exec } from './exec.js';
 
 export interface IptablesOptions {
   readonly exec: Exec;
@@ -38,9 +38,15 @@ export class Iptables {
 
   /** Dumps one table in iptables-save format. */
   async save(table: string): Promise<string> {
-    const r = await this.opts.exec(`${this.bin}-save`, ['-t', table]);
+    const lines: string[] = [];
+    await this.saveLines(table, (l) => lines.push(l));
+    return lines.length === 0 ? '' : `${lines.join('\n')}\n`;
+  }
+
+  /** Dumps one table line by line (a whole table is tens of MB at 10,000 services: never held whole). */
+  async saveLines(table: string, onLine: (line: string) => void): Promise<void> {
+    const r = await execLines(this.opts.exec, `${this.bin}-save`, ['-t', table], onLine);
     if (r.code !== 0) throw new KproxyError('KP_ERR_IPTABLES_SAVE', `${this.bin}-save -t ${table} failed (exit ${r.code}): ${r.stderr.trim()}`);
-    return r.stdout;
   }
 
   private jumpArgs(target: string, comment: string): string[] {
@@ -92,10 +98,20 @@ export class Iptables {
     }
   }
 
+  /** The chains `table` declares (from its dump), in order. */
+  async chains(table: string): Promise<string[]> {
+    const out: string[] = [];
+    await this.saveLines(table, (l) => {
+      const space = l.indexOf(' ');
+      if (l.startsWith(':') && space > 0) out.push(l.slice(1, space));
+    });
+    return out;
+  }
+
   /** Flushes and deletes those of `chains` that exist in `table`. Returns the ones removed. */
   async deleteChains(table: string, chains: readonly string[]): Promise<string[]> {
-    const dump = await this.save(table);
-    const existing = chains.filter((c) => dump.includes(`:${c} `));
+    const have = new Set(await this.chains(table));
+    const existing = chains.filter((c) => have.has(c));
     if (existing.length === 0) return [];
     const lines = [`*${table}`, ...existing.map((c) => `:${c} - [0:0]`), ...existing.map((c) => `-X ${c}`), 'COMMIT', ''];
     await this.restore(lines.join('\n'));
@@ -171,9 +187,16 @@ export async function detectIptablesBackend(exec: Exec): Promise<IptablesBackend
   const hinted = (d: string | undefined): boolean => d !== undefined && BACKEND_HINT_CHAINS.some((c) => d.includes(c));
   if (hinted(legacyMangle) && !hinted(nftMangle)) return { binary: 'iptables-legacy', reason: 'kubelet hint chain found in iptables-legacy' };
   if (hinted(nftMangle)) return { binary: 'iptables-nft', reason: 'kubelet hint chain found in iptables-nft' };
-  const rules = (d: string | undefined): number => (d === undefined ? 0 : d.split('\n').filter((l) => l.startsWith('-A ')).length);
-  const legacy = legacyMangle === undefined ? 0 : rules(await dump('iptables-legacy', []));
-  const nft = nftMangle === undefined ? 0 : rules(await dump('iptables-nft', []));
+  // Every table's rules, counted line by line (the dump is tens of MB at 10,000 services).
+  const rules = async (bin: string): Promise<number> => {
+    let n = 0;
+    const r = await execLines(exec, `${bin}-save`, [], (l) => {
+      if (l.startsWith('-A ')) n++;
+    });
+    return r.code === 0 ? n : 0;
+  };
+  const legacy = legacyMangle === undefined ? 0 : await rules('iptables-legacy');
+  const nft = nftMangle === undefined ? 0 : await rules('iptables-nft');
   if (legacyMangle !== undefined && legacy > nft) return { binary: 'iptables-legacy', reason: `iptables-legacy holds more rules (${legacy} against ${nft})` };
   if (nftMangle !== undefined && nft > 0) return { binary: 'iptables-nft', reason: `iptables-nft holds rules (${nft} against ${legacy})` };
   return { binary: 'iptables', reason: 'no rules and no hint in either backend; using the default iptables' };

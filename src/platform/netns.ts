@@ -15,14 +15,11 @@
 import { spawn as spawnChild, spawnSync, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { parseCIDR, parseIPv4 } from '../core/ip.js';
-import type { Text } from '../core/text.js';
-import { runTool, type ExecResult } from './exec.js';
+import { runTool, type ExecOptions, type ExecResult } from './exec.js';
 
 export type { ExecResult } from './exec.js';
 
-export interface NetnsExecOptions {
-  /** Written to the command's stdin (which is then closed). */
-  readonly input?: Text;
+export interface NetnsExecOptions extends ExecOptions {
   /** Kill the command (SIGKILL, by pid) after this long; default 30 s. The result has code 124. */
   readonly timeoutMs?: number;
 }

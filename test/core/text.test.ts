@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { ChunkedText, linesOf, textOf } from '../../src/core/text.js';
+import { ChunkedText, LineSplitter, copyOf, flat, linesOf, textOf } from '../../src/core/text.js';
 
 test('ChunkedText: chunks of whole lines, about 64 KB each, that join to every line plus its newline', () => {
   const lines = Array.from({ length: 5000 }, (_, i) => `-A KUBE-SEP-${i} -m comment --comment "line ${i}" -j DNAT`);
@@ -34,4 +34,20 @@ test('linesOf splits a string and a ChunkedText alike, as String.split would', (
   const t = new ChunkedText(() => ['*nat', 'COMMIT']);
   assert.deepEqual([...linesOf(t)], textOf(t).split('\n'));
   assert.equal(textOf('x'), 'x');
+});
+
+test('LineSplitter: lines cut across pieces come out whole; the last one without newline at end()', () => {
+  const out: string[] = [];
+  const split = new LineSplitter((l) => out.push(l));
+  for (const piece of ['*na', 't\n:A - [0:0]\n', '', '\n-A A', ' -j X\nCOM', 'MIT']) split.push(piece);
+  assert.deepEqual(out, ['*nat', ':A - [0:0]', '', '-A A -j X']);
+  split.end();
+  assert.deepEqual(out, ['*nat', ':A - [0:0]', '', '-A A -j X', 'COMMIT']);
+});
+
+test('flat and copyOf give the same text as a template or the string itself', () => {
+  const chain = 'KUBE-SVC-XPGD46QRK7WJZT7O';
+  assert.equal(flat`goto ${chain} ${3}`, `goto ${chain} 3`);
+  assert.equal(flat``, '');
+  for (const s of ['', 'a', chain, 'ünï😀']) assert.equal(copyOf(s), s);
 });

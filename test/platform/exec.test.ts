@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { ChunkedText } from '../../src/core/text.js';
 import { Writable } from 'node:stream';
-import { FakeExec, realExec, runTool, writeText } from '../../src/platform/exec.js';
+import { FakeExec, execLines, realExec, runTool, writeText } from '../../src/platform/exec.js';
 
 const bigLines = (n: number): string[] => Array.from({ length: n }, (_, i) => `line ${i} ${'x'.repeat(60)}`);
 
@@ -64,4 +64,22 @@ test('writeText resolves only once the stream has written everything out, the la
   assert.equal(received, text.text);
   await writeText(sink, 'a small string');
   assert.ok(received.endsWith('a small string'));
+});
+
+test('stdoutLines: a tool\'s stdout arrives line by line (a last line without newline too), not in the result', async () => {
+  const lines: string[] = [];
+  const many = bigLines(20_000); // ~1.4 MB: many pipe reads, lines cut across them
+  const r = await realExec('sh', ['-c', 'cat; printf "no newline"'], { input: new ChunkedText(() => many), stdoutLines: (l) => lines.push(l) });
+  assert.equal(r.code, 0);
+  assert.equal(r.stdout, '');
+  assert.deepEqual(lines, [...many, 'no newline']);
+});
+
+test('execLines works with an Exec that ignores stdoutLines and returns stdout whole', async () => {
+  const fake = new FakeExec();
+  fake.respond(() => true, { stdout: '*nat\n:KUBE-SERVICES - [0:0]\nCOMMIT\n' });
+  const lines: string[] = [];
+  const r = await execLines(fake.exec, 'iptables-save', ['-t', 'nat'], (l) => lines.push(l));
+  assert.deepEqual(lines, ['*nat', ':KUBE-SERVICES - [0:0]', 'COMMIT']);
+  assert.equal(r.stdout, '');
 });

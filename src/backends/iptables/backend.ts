@@ -8,6 +8,7 @@
  */
 import { errorMessage } from '../../core/errors.js';
 import type { Snapshot } from '../../core/snapshot.js';
+import { copyOf } from '../../core/text.js';
 import { UdpConntrackCleaner } from '../conntrack-cleanup.js';
 import type { Logger } from '../../observability/log.js';
 import type { ProxyMetrics } from '../../observability/metrics.js';
@@ -131,13 +132,27 @@ export class IptablesBackend implements Backend {
     const stale = new Map<TableName, string[]>();
     const extra = new Map<string, string[]>();
     for (const table of ['filter', 'nat'] as const) {
-      const dump = await this.opts.iptables.save(table);
-      stale.set(table, staleChains(model, table, dump));
+      const want = model[table].chains;
+      const tableJumps = new Map(jumps.filter((j) => j.table === table).map((j) => [ruleText('-A', j), j]));
+      const present = new Set<JumpRule>();
+      const staleHere: string[] = [];
+      let canary = false;
+      // Line by line: the nat dump is tens of MB at 10,000 services, of which this keeps a few names.
+      await this.opts.iptables.saveLines(table, (l) => {
+        const space = l.indexOf(' ');
+        if (l.startsWith(':') && space > 0) {
+          const c = l.slice(1, space);
+          if (c === CANARY_CHAIN) canary = true;
+          else if (OWNED_PREFIXES.some((p) => c.startsWith(p)) && !want.has(c)) staleHere.push(copyOf(c));
+        } else {
+          const j = tableJumps.get(l);
+          if (j !== undefined) present.add(j);
+        }
+      });
+      stale.set(table, staleHere);
       const lines: string[] = [];
-      if (!dump.includes(`\n:${CANARY_CHAIN} `)) lines.push(`:${CANARY_CHAIN} - [0:0]`);
-      for (const j of jumps) {
-        if (j.table === table && !dump.includes(`\n${ruleText('-A', j)}\n`)) lines.push(ruleText('-I', j));
-      }
+      if (!canary) lines.push(`:${CANARY_CHAIN} - [0:0]`);
+      for (const j of tableJumps.values()) if (!present.has(j)) lines.push(ruleText('-I', j));
       if (lines.length > 0) extra.set(table, lines);
     }
     if (!(await this.opts.iptables.chainExists('mangle', CANARY_CHAIN))) extra.set('mangle', [`:${CANARY_CHAIN} - [0:0]`]);
@@ -148,20 +163,6 @@ export class IptablesBackend implements Backend {
   close(): Promise<void> {
     return Promise.resolve();
   }
-}
-
-/**
- * KUBE-* per-service chains in the kernel (per a table's dump) that the model does not have.
- * The names are copied out of the dump: a substring would keep the whole dump alive.
- */
-function staleChains(model: IptablesModel, table: TableName, dump: string): string[] {
-  const want = model[table].chains;
-  const out: string[] = [];
-  for (const m of dump.matchAll(/^:(\S+) /gm)) {
-    const c = m[1] ?? '';
-    if (OWNED_PREFIXES.some((p) => c.startsWith(p)) && !want.has(c)) out.push(Buffer.from(c).toString());
-  }
-  return out;
 }
 
 /**
@@ -186,8 +187,7 @@ export async function removeIptablesRules(iptables: Iptables): Promise<string[]>
   for (const j of JUMP_RULES) await iptables.deleteRule(j.table, j.chain, j.args);
   const removed: string[] = [];
   for (const table of ['filter', 'nat'] as const) {
-    const dump = await iptables.save(table);
-    const owned = [...dump.matchAll(/^:(\S+) /gm)].map((m) => m[1] ?? '')
+    const owned = (await iptables.chains(table))
       .filter((c) => (TOP_LEVEL_CHAINS[table] as readonly string[]).includes(c) || isServiceChainName(c) || c === CANARY_CHAIN);
     removed.push(...(await iptables.deleteChains(table, owned)).map((c) => `${table}/${c}`));
   }

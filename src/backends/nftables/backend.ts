@@ -7,16 +7,16 @@
  */
 import { KproxyError, errorMessage } from '../../core/errors.js';
 import type { Snapshot } from '../../core/snapshot.js';
-import { ChunkedText, linesOf, type Text } from '../../core/text.js';
+import { ChunkedText, copyOf, linesOf, type Text } from '../../core/text.js';
 import type { Logger } from '../../observability/log.js';
 import type { ProxyMetrics } from '../../observability/metrics.js';
 import type { Clock } from '../../platform/clock.js';
 import type { Conntrack } from '../../platform/conntrack.js';
-import type { Exec } from '../../platform/exec.js';
+import { execLines, type Exec } from '../../platform/exec.js';
 import type { Backend } from '../backend.js';
 import { UdpConntrackCleaner } from '../conntrack-cleanup.js';
 import type { NftablesModel, NftablesRenderOptions } from './model.js';
-import { NAT_PREROUTING, TABLE, isServiceChainName } from './names.js';
+import { NAT_PREROUTING, TABLE, isAffinitySetName, isServiceChainName } from './names.js';
 import { NftablesRenderer, renderNftables } from './render.js';
 import { deleteChainLines, serializeCleanup, serializeFull, serializePartial, stillStale, type NftTransaction } from './serialize.js';
 
@@ -65,14 +65,24 @@ export class NftablesBackend implements Backend {
     throw new KproxyError('KP_ERR_NFT_APPLY', `nft -f failed (exit ${r.code}): ${r.stderr.trim().split('\n').slice(0, 6).join('\n')}${context}`);
   }
 
-  /** Chains and sets of our table that exist in the kernel (for a full sync's stale detection). */
-  private async existing(): Promise<{ chains: string[]; sets: string[] }> {
-    const r = await this.opts.exec('nft', ['list', 'table', this.family, TABLE]);
+  /**
+   * The per-service chains and affinity sets of our table that exist in the kernel and that the
+   * model does not have (a full sync flushes or deletes them), read line by line: the listing is
+   * tens of MB at 10,000 services, of which this keeps the names of the stale ones (copies).
+   */
+  private async stale(model: NftablesModel): Promise<{ chains: string[]; sets: string[] }> {
+    const chains: string[] = [];
+    const sets: string[] = [];
+    const r = await execLines(this.opts.exec, 'nft', ['list', 'table', this.family, TABLE], (l) => {
+      const m = /^\s*(chain|set|map) (\S+) \{/.exec(l);
+      const name = m?.[2];
+      if (name === undefined) return;
+      if (m?.[1] === 'chain') {
+        if (isServiceChainName(name) && !model.chains.has(name)) chains.push(copyOf(name));
+      } else if (isAffinitySetName(name) && !model.sets.has(name)) sets.push(copyOf(name));
+    });
     if (r.code !== 0) return { chains: [], sets: [] };
-    return {
-      chains: [...r.stdout.matchAll(/^\s*chain (\S+) \{/gm)].map((m) => m[1] ?? ''),
-      sets: [...r.stdout.matchAll(/^\s*(?:set|map) (\S+) \{/gm)].map((m) => m[1] ?? ''),
-    };
+    return { chains, sets };
   }
 
   async sync(snap: Snapshot): Promise<void> {
@@ -111,7 +121,7 @@ export class NftablesBackend implements Backend {
       }
     }
     if (full || tx === undefined) {
-      const ex = await this.existing();
+      const ex = await this.stale(model);
       tx = serializeFull(model, { existingChains: ex.chains, existingSets: ex.sets });
       try {
         await this.nft(tx);
