@@ -16,7 +16,8 @@ import { UserspaceBackend, removeUserspaceRules } from '../backends/userspace/ba
 import { ConfigError, type ProxyConfig } from '../config/config.js';
 import { configToYAML } from '../config/file.js';
 import { parseFlags } from '../config/flags.js';
-import { writeFileSync } from 'node:fs';
+import { fstatSync, writeFileSync, writeSync } from 'node:fs';
+import { isatty } from 'node:tty';
 import { ProxierHealth } from '../observability/health.js';
 import { createLogger, type Logger } from '../observability/log.js';
 import { ProxyMetrics } from '../observability/metrics.js';
@@ -198,6 +199,28 @@ export async function dryRun(config: ProxyConfig, log: Logger): Promise<Text> {
   return backend.dryRun(builder.next());
 }
 
+/**
+ * Writes a text to stdout in chunks, as a sync writes it to the tool: it is never held whole.
+ * Into a file (or /dev/null), the chunks go through one reused Buffer: process.stdout would copy
+ * each into a new Buffer, and the dead Buffers, outside the JS heap, pile up to ~60 MB before a
+ * collection frees them (a 10,000-service nftables dry run peaked at 298 MB into a file, 242 MB
+ * into a pipe).
+ */
+async function printText(text: Text): Promise<void> {
+  const st = fstatSync(1);
+  if (isatty(1) || st.isFIFO() || st.isSocket()) {
+    await writeText(process.stdout, text);
+    return;
+  }
+  let buf = Buffer.alloc(0);
+  for (const chunk of typeof text === 'string' ? [text] : text) {
+    const size = Buffer.byteLength(chunk);
+    if (buf.length < size) buf = Buffer.allocUnsafe(Math.max(size, 2 * buf.length));
+    buf.write(chunk);
+    for (let at = 0; at < size; ) at += writeSync(1, buf, at, size - at);
+  }
+}
+
 /** `--cleanup`: removes everything any mode installed, reporting what it removed. */
 export async function cleanup(log: Logger, exec: Exec): Promise<number> {
   let failed = false;
@@ -271,8 +294,7 @@ export async function main(argv: readonly string[]): Promise<number> {
       return 2;
     }
     try {
-      // In chunks, as a sync writes it to the tool: the whole text is never held at once.
-      await writeText(process.stdout, await dryRun(config, log));
+      await printText(await dryRun(config, log));
       return 0;
     } catch (err) {
       if (err instanceof ConfigError) {

@@ -5,10 +5,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { generateCluster, writeManifests } from '../../bench/cluster-gen.js';
 import { serviceChainNames } from '../../src/backends/iptables/names.js';
 
 const BIN = fileURLToPath(new URL('../../../bin/kproxy.js', import.meta.url));
@@ -52,4 +53,29 @@ test('--dry-run prints the nft transaction for nftables mode; userspace mode has
   const u = kproxy(['--proxy-mode', 'userspace', '--dry-run', '--manifests', DEMO]);
   assert.equal(u.status, 2);
   assert.match(u.stderr, /--dry-run applies to the kernel modes/);
+});
+
+test('--dry-run into a file writes the same text as into a pipe (it takes another path: no Buffer per chunk)', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'kproxy-dry-'));
+  try {
+    // Several chunks of text.
+    writeManifests(generateCluster({ services: 120, endpointsPerService: 10, nodeName: 'n1' }), dir);
+    for (const mode of ['iptables', 'nftables']) {
+      const args = [BIN, '--proxy-mode', mode, '--dry-run', '--manifests', dir, '--hostname-override', 'n1'];
+      const piped = spawnSync(process.execPath, args, { encoding: 'utf8', maxBuffer: 1 << 28 });
+      assert.equal(piped.status, 0, piped.stderr);
+      assert.ok(piped.stdout.length > 200_000, `${piped.stdout.length} characters`);
+      const file = join(dir, `out-${mode}.txt`);
+      const fd = openSync(file, 'w');
+      try {
+        const r = spawnSync(process.execPath, args, { stdio: ['ignore', fd, 'pipe'], encoding: 'utf8' });
+        assert.equal(r.status, 0, r.stderr);
+      } finally {
+        closeSync(fd);
+      }
+      assert.equal(readFileSync(file, 'utf8'), piped.stdout, mode);
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
