@@ -22,6 +22,7 @@ export interface PortEntry<V, F> {
 }
 
 const NO_ENDPOINTS: readonly Endpoint[] = Object.freeze([]);
+const NO_IPS: readonly string[] = Object.freeze([]);
 
 function compareNames(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
@@ -92,7 +93,8 @@ export function viewOf(sp: ServicePort, eps: readonly Endpoint[], family: 'IPv4'
   if (!validPort(sp.port)) return `invalid port ${sp.port}`;
   if (sp.nodePort !== 0 && !validPort(sp.nodePort)) return `invalid node port ${sp.nodePort}`;
   if (sp.healthCheckNodePort !== 0 && !validPort(sp.healthCheckNodePort)) return `invalid health check node port ${sp.healthCheckNodePort}`;
-  const ips = (list: readonly string[]): string[] => {
+  const ips = (list: readonly string[]): readonly string[] => {
+    if (list.length === 0) return NO_IPS;
     const out: string[] = [];
     for (const t of list) {
       const c = canonicalIP(t);
@@ -105,8 +107,10 @@ export function viewOf(sp: ServicePort, eps: readonly Endpoint[], family: 'IPv4'
     const c = parseCIDR(t.trim());
     if (c && c.family === family && !sourceRanges.some((r) => r.cidr === c.cidr)) sourceRanges.push(c);
   }
-  // The snapshot already keeps only slices of the service's address family; this guards the port and family.
-  const endpoints = eps.filter((e) => validPort(e.port) && e.ip.includes(':') === (family === 'IPv6'));
+  // The snapshot already keeps only slices of the service's address family; this guards the port
+  // and family. Usually every endpoint passes: then the snapshot's list is used, not a copy.
+  const usable = (e: Endpoint): boolean => validPort(e.port) && e.ip.includes(':') === (family === 'IPv6');
+  const endpoints = eps.every(usable) ? eps : eps.filter(usable);
   return { sp, clusterIP: cip.ip, externalIPs: ips(sp.externalIPs), loadBalancerIPs: ips(sp.loadBalancerIPs), sourceRanges, endpoints };
 }
 
