@@ -350,32 +350,15 @@ function renderPort(ctx: RenderContext, v: PortView, largeClusterMode: boolean, 
   const externallyAccessible = sp.nodePort !== 0 || v.loadBalancerIPs.length > 0 || v.externalIPs.length > 0;
   const isLocal = (e: Endpoint): boolean => (options.nodeName !== '' ? e.nodeName === options.nodeName : e.isLocal);
   const cat = categorizeEndpoints(sp, v.endpoints, { isLocal, externallyAccessible, topology });
-  const { clusterEndpoints, localEndpoints, usesClusterEndpoints, usesLocalEndpoints } = cat;
+  const { clusterEndpoints, localEndpoints, usesClusterPolicyChain, usesLocalPolicyChain, hasInternalEndpoints, hasExternalEndpoints, usesExternalTrafficChain } = cat;
   const hasEndpoints = cat.hasAnyEndpoints;
   const reachable = cat.allReachable;
 
   const clusterPolicyChain = chains.cluster;
-  const usesClusterPolicyChain = clusterEndpoints.length > 0 && usesClusterEndpoints;
   const localPolicyChain = chains.local;
-  const usesLocalPolicyChain = localEndpoints.length > 0 && usesLocalEndpoints;
-
-  let internalPolicyChain = clusterPolicyChain;
-  let hasInternalEndpoints = hasEndpoints;
-  if (sp.internalPolicyLocal) {
-    internalPolicyChain = localPolicyChain;
-    if (localEndpoints.length === 0) hasInternalEndpoints = false;
-  }
-  const internalTrafficChain = internalPolicyChain;
-
-  let externalPolicyChain = clusterPolicyChain;
-  let hasExternalEndpoints = hasEndpoints;
-  if (sp.externalPolicyLocal) {
-    externalPolicyChain = localPolicyChain;
-    if (localEndpoints.length === 0) hasExternalEndpoints = false;
-  }
+  const internalTrafficChain = sp.internalPolicyLocal ? localPolicyChain : clusterPolicyChain;
+  const externalPolicyChain = sp.externalPolicyLocal ? localPolicyChain : clusterPolicyChain;
   const externalTrafficChain = chains.external;
-  // Built even with no externally usable endpoint: the short-circuit rules for local traffic.
-  const usesExternalTrafficChain = hasEndpoints && externallyAccessible;
 
   const fwChain = chains.firewall;
   const usesFWChain = hasEndpoints && v.loadBalancerIPs.length > 0 && v.sourceRanges.length > 0;

@@ -357,34 +357,19 @@ function renderPort(ctx: RenderContext, v: PortView, sharedSets: ReadonlySet<str
   const externallyAccessible = sp.nodePort !== 0 || v.loadBalancerIPs.length > 0 || v.externalIPs.length > 0;
   const isLocal = (e: Endpoint): boolean => (options.nodeName !== '' ? e.nodeName === options.nodeName : e.isLocal);
   const cat = categorizeEndpoints(sp, v.endpoints, { isLocal, externallyAccessible, topology });
-  const { clusterEndpoints, localEndpoints, usesClusterEndpoints, usesLocalEndpoints } = cat;
+  const { clusterEndpoints, localEndpoints, usesClusterPolicyChain, usesLocalPolicyChain, hasInternalEndpoints, hasExternalEndpoints, usesExternalTrafficChain } = cat;
   const hasEndpoints = cat.hasAnyEndpoints;
   const reachable = cat.allReachable;
 
   for (const e of reachable) chain(epNames(e).chain);
 
   const clusterPolicyChain = names.cluster;
-  const usesClusterPolicyChain = clusterEndpoints.length > 0 && usesClusterEndpoints;
   if (usesClusterPolicyChain) chain(clusterPolicyChain);
   const localPolicyChain = names.local;
-  const usesLocalPolicyChain = localEndpoints.length > 0 && usesLocalEndpoints;
   if (usesLocalPolicyChain) chain(localPolicyChain);
-
-  let internalTrafficChain = clusterPolicyChain;
-  let hasInternalEndpoints = hasEndpoints;
-  if (sp.internalPolicyLocal) {
-    internalTrafficChain = localPolicyChain;
-    if (localEndpoints.length === 0) hasInternalEndpoints = false;
-  }
-  let externalPolicyChain = clusterPolicyChain;
-  let hasExternalEndpoints = hasEndpoints;
-  if (sp.externalPolicyLocal) {
-    externalPolicyChain = localPolicyChain;
-    if (localEndpoints.length === 0) hasExternalEndpoints = false;
-  }
+  const internalTrafficChain = sp.internalPolicyLocal ? localPolicyChain : clusterPolicyChain;
+  const externalPolicyChain = sp.externalPolicyLocal ? localPolicyChain : clusterPolicyChain;
   const externalTrafficChain = names.external;
-  // On hasEndpoints, not hasExternalEndpoints: the local-traffic short-circuits are needed anyway.
-  const usesExternalTrafficChain = hasEndpoints && externallyAccessible;
   if (usesExternalTrafficChain) chain(externalTrafficChain);
 
   let internalVerdict = '';
