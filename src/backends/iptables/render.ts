@@ -11,7 +11,7 @@ import type { ServicePortName } from '../../core/ids.js';
 import type { ServicePort } from '../../core/service-port.js';
 import type { Snapshot } from '../../core/snapshot.js';
 import { categorizeEndpoints, type NodeTopology } from '../../core/traffic-policy.js';
-import { PortCache, type PortView, viewOf } from '../port-cache.js';
+import { fragmentsOf, PortCache, type PortView, viewOf } from '../port-cache.js';
 import { canonicalIP, parseCIDR } from '../../core/ip.js';
 import type { IptablesModel, IptablesRenderOptions, ServiceChains, TableName } from './model.js';
 import {
@@ -286,25 +286,13 @@ export class IptablesRenderer {
     const rerenderAll = largeClusterMode !== this.largeClusterMode;
     this.largeClusterMode = largeClusterMode;
 
-    const skipped = new Map<ServicePortName, string>();
     const serviceChains = new Map<ServicePortName, ServiceChains>();
     const filterPieces: Piece[] = [this.header.filter];
     const natPieces: Piece[] = [this.header.nat];
     let noLocalInternal = 0;
     let noLocalExternal = 0;
-    let rendered = 0;
-    for (const e of ordered) {
-      const name = e.name;
-      if (e.view === undefined) continue;
-      if (typeof e.view === 'string') {
-        skipped.set(name, e.view);
-        continue;
-      }
-      if (e.fragment === undefined || rerenderAll) {
-        e.fragment = renderPort(this.ctx, e.view, largeClusterMode, topology);
-        rendered++;
-      }
-      const f = e.fragment;
+    const { fragments, skipped, rendered } = fragmentsOf(ordered, (view) => renderPort(this.ctx, view, largeClusterMode, topology), rerenderAll);
+    for (const [name, f] of fragments) {
       filterPieces.push(f.filter);
       natPieces.push(f.nat);
       serviceChains.set(name, f.chains);

@@ -10,7 +10,7 @@ import type { ServicePortName } from '../../core/ids.js';
 import type { ServicePort } from '../../core/service-port.js';
 import type { Snapshot } from '../../core/snapshot.js';
 import { categorizeEndpoints, type NodeTopology } from '../../core/traffic-policy.js';
-import { PortCache, type PortView, viewOf } from '../port-cache.js';
+import { fragmentsOf, PortCache, type PortView, viewOf } from '../port-cache.js';
 import { canonicalIP, parseCIDR } from '../../core/ip.js';
 import { masqueradeMark } from '../iptables/names.js';
 import type { BaseChainSpec, NftChain, NftElement, NftSet, NftablesModel, NftablesRenderOptions, ServicePortObjects } from './model.js';
@@ -250,23 +250,11 @@ export class NftablesRenderer {
       lists.set(name, [...l]);
       keys.set(name, new Set(l.map((e) => e.key)));
     }
-    const skipped = new Map<ServicePortName, string>();
     const servicePorts = new Map<ServicePortName, ServicePortObjects>();
     let noLocalInternal = 0;
     let noLocalExternal = 0;
-    let rendered = 0;
-    for (const e of ordered) {
-      const name = e.name;
-      if (e.view === undefined) continue;
-      if (typeof e.view === 'string') {
-        skipped.set(name, e.view);
-        continue;
-      }
-      if (e.fragment === undefined) {
-        e.fragment = renderPort(this.ctx, e.view, this.sharedSets, topology);
-        rendered++;
-      }
-      const f = e.fragment;
+    const { fragments, skipped, rendered } = fragmentsOf(ordered, (view) => renderPort(this.ctx, view, this.sharedSets, topology));
+    for (const [name, f] of fragments) {
       // Names are hashes of the port: another port's are never the same in practice. If they
       // were, the first port keeps the chain or set (the second's rules are appended), as a
       // single-pass render would do.
