@@ -55,8 +55,11 @@ export class NftablesBackend implements Backend {
   readonly mode = 'nftables' as const;
   private applied: NftablesModel | undefined;
   private synced = false;
-  /** No periodic flush check before this time (see intact()). */
+  /** No periodic flush check before this time (see startCheck()). */
   private nextCheckAt = 0;
+  /** The background flush check running now, and whether one found our table flushed. */
+  private checking: Promise<void> | undefined;
+  private flushSeen = false;
   /** Stale chains flushed earlier, with when; deleted once the delay has passed. */
   private readonly pendingStale = new Map<string, number>();
   private readonly conntrack: UdpConntrackCleaner;
@@ -108,19 +111,22 @@ export class NftablesBackend implements Backend {
     let full = snap.full || this.applied === undefined;
     let tx: NftTransaction | undefined;
     let partialFailed = false;
-    // A sync with nothing changed (periodic) checks that the table is intact: an outside
-    // `nft flush table` empties every chain and keeps the maps, which no partial transaction
-    // would notice. Syncs for a change skip it: any `nft list` loads the whole table.
-    if (!full && snap.changed.size === 0 && !(await this.intact())) {
+    // An outside `nft flush table` empties every chain and keeps the maps, which no partial
+    // transaction would notice: a sync with nothing changed (periodic) starts a check in the
+    // background (any `nft list` loads the whole table: minutes at 10,000 services, which no
+    // sync for a change should wait behind), and the sync after a failed check is a full one.
+    if (!full && this.flushSeen) {
       this.opts.log.warn('the kube-proxy nftables table was deleted or flushed by someone else; resyncing everything');
       full = true;
     }
+    if (full) this.flushSeen = false;
+    else if (snap.changed.size === 0) this.startCheck();
     const now = this.opts.clock.now();
     // Chains flushed by an earlier sync and not used again: delete them in this transaction.
     const due = stillStale(model, [...this.pendingStale].filter(([, at]) => now - at >= STALE_CHAIN_DELAY_MS).map(([c]) => c));
     if (!full) {
       // The fixed chains (hooks, jumps, masquerading) are rewritten in every transaction, which
-      // repairs an outside flush of them, except the one intact() looks at; a deleted table or
+      // repairs an outside flush of them, except the one the flush check looks at; a deleted table or
       // map makes the transaction fail, and then a full sync follows at once.
       tx = serializePartial(model, { previous: this.applied ?? model, changed: snap.changed, rewriteChains: this.fixedChains(model) });
       try {
@@ -152,29 +158,40 @@ export class NftablesBackend implements Backend {
     await this.conntrack.clean(snap, firstSync);
   }
 
-  /** The chains that are not any service port's (few and small), but the one intact() checks. */
+  /** The chains that are not any service port's (few and small), but the one the flush check reads. */
   private fixedChains(model: NftablesModel): string[] {
     return [...model.chains.keys()].filter((c) => !isServiceChainName(c) && c !== NAT_PREROUTING);
   }
 
   /**
-   * Our table is still there and not flushed (nat-prerouting still jumps to services). Listing
-   * one chain still makes nft load every chain and set of the table (seconds at 10,000
-   * services), so the check is skipped until CHECK_BACKOFF times its last duration has passed:
-   * it never takes more than a tenth of the time.
+   * In the background: is our table still there and not flushed (nat-prerouting still jumps
+   * to services)? Listing one chain makes nft load every chain and set of the table (minutes
+   * at 10,000 services), so a check starts only once CHECK_BACKOFF times the last one's
+   * duration has passed (it takes at most a tenth of the time) and none is running.
    */
-  private async intact(): Promise<boolean> {
+  private startCheck(): void {
     const start = this.opts.clock.now();
-    if (start < this.nextCheckAt) return true;
-    const r = await this.opts.exec('nft', ['-t', 'list', 'chain', this.family, TABLE, NAT_PREROUTING]);
-    const end = this.opts.clock.now();
-    this.nextCheckAt = end + CHECK_BACKOFF * (end - start);
-    return r.code === 0 && /jump services/.test(r.stdout);
+    if (this.checking || start < this.nextCheckAt) return;
+    this.checking = (async () => {
+      try {
+        const r = await this.opts.exec('nft', ['-t', 'list', 'chain', this.family, TABLE, NAT_PREROUTING]);
+        if (r.code !== 0 || !/jump services/.test(r.stdout)) this.flushSeen = true;
+      } finally {
+        const end = this.opts.clock.now();
+        this.nextCheckAt = end + CHECK_BACKOFF * (end - start);
+        this.checking = undefined;
+      }
+    })();
   }
 
   /** nftables mode keeps its table on exit (as upstream); `--cleanup` deletes it. */
-  close(): Promise<void> {
-    return Promise.resolve();
+  async close(): Promise<void> {
+    await this.checking?.catch(() => undefined);
+  }
+
+  /** The background flush check, if one is running (for tests). */
+  get pendingCheck(): Promise<void> | undefined {
+    return this.checking;
   }
 }
 

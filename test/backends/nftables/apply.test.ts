@@ -21,8 +21,9 @@ function setup(listTakesMs = 0) {
   const log = memoryLogger();
   const clock = new FakeClock();
   const exec: typeof fake.exec = async (cmd, args, options) => {
+    const result = fake.exec(cmd, args, options);
     if (args.includes('chain') && listTakesMs > 0) await clock.advance(listTakesMs);
-    return fake.exec(cmd, args, options);
+    return result;
   };
   const backend = new NftablesBackend({
     exec, conntrack: new Conntrack(fake.exec), clock, log, metrics,
@@ -111,12 +112,22 @@ test('a partial sync lists nothing first, and rewrites the fixed chains (repairi
   assert.match(tx ?? '', /^add rule ip kube-proxy nat-postrouting jump masquerading$/m);
   assert.doesNotMatch(tx ?? '', /nat-prerouting/, 'the chain the periodic check looks at is left alone');
 
-  // A periodic sync (nothing changed) checks the table, and a flushed one gets a full sync.
+  // A periodic sync (nothing changed) starts a check of the table in the background; the sync
+  // after it found the table flushed is a full one.
   fake.calls.length = 0;
   table.flushed = true;
   await backend.sync(builder.next());
   assert.ok(fake.calls.some((c) => c.cmd === 'nft' && c.args.join(' ') === '-t list chain ip kube-proxy nat-prerouting'));
-  assert.match(txs(fake.calls)[0] ?? '', /flush map ip kube-proxy service-ips/, 'a full sync');
+  assert.doesNotMatch(txs(fake.calls).join(''), /flush map ip kube-proxy service-ips/, 'the sync did not wait for the check');
+  await backend.pendingCheck;
+  fake.calls.length = 0;
+  await backend.sync(builder.next());
+  assert.match(txs(fake.calls)[0] ?? '', /flush map ip kube-proxy service-ips/, 'the next sync is a full sync');
+  fake.calls.length = 0;
+  table.flushed = false;
+  await backend.pendingCheck;
+  await backend.sync(builder.next());
+  assert.doesNotMatch(txs(fake.calls).join(''), /flush map ip kube-proxy service-ips/, 'once repaired, partial again');
 });
 
 test('a failed partial transaction is followed at once by a full sync in the same call', async () => {
@@ -137,23 +148,32 @@ test('a failed partial transaction is followed at once by a full sync in the sam
   assert.match(await metrics.text(), /kubeproxy_sync_proxy_rules_nftables_sync_failures_total 1/);
 });
 
-test('the periodic flush check waits ten times its own duration before it runs again', async () => {
+test('the periodic flush check runs in the background, and waits ten times its own duration before the next', async () => {
   const { fake, backend, builder, table, clock } = setup(500);
   builder.handle({ kind: 'Service', type: 'add', object: svc('ns1', 'web') });
   await backend.sync(builder.next());
   const checks = (): number => fake.calls.filter((c) => c.args.join(' ') === '-t list chain ip kube-proxy nat-prerouting').length;
-  await backend.sync(builder.next()); // periodic: checks (500 ms), so not again for 5 s
+  await backend.sync(builder.next()); // periodic: starts a check (500 ms), so none again for 5 s
   assert.equal(checks(), 1);
+  assert.ok(backend.pendingCheck, 'the check is still running after the sync returned');
+  await backend.sync(builder.next());
+  assert.equal(checks(), 1, 'one check at a time');
+  await backend.pendingCheck;
   table.flushed = true;
   await clock.advance(4000);
   fake.calls.length = 0;
   await backend.sync(builder.next());
+  await backend.pendingCheck;
   assert.equal(checks(), 0, 'within the backoff: no check');
+  await backend.sync(builder.next());
   assert.doesNotMatch(txs(fake.calls).join(''), /flush map ip kube-proxy service-ips/, 'and no full sync');
   await clock.advance(1500);
   fake.calls.length = 0;
   await backend.sync(builder.next());
+  await backend.pendingCheck;
   assert.equal(checks(), 1, 'after it: checked');
+  fake.calls.length = 0;
+  await backend.sync(builder.next());
   assert.match(txs(fake.calls)[0] ?? '', /flush map ip kube-proxy service-ips/, 'the flush found, a full sync');
 });
 
