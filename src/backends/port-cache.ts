@@ -70,6 +70,30 @@ export class PortCache<V, F> {
   }
 }
 
+/**
+ * Every port's fragment in order, rendering those that have none (all of them when
+ * rerenderAll); ports skipped as invalid come back with their reasons instead.
+ */
+export function fragmentsOf<V, F>(ordered: readonly PortEntry<V, F>[], render: (view: V) => F, rerenderAll = false):
+{ readonly fragments: readonly (readonly [ServicePortName, F])[]; readonly skipped: Map<ServicePortName, string>; readonly rendered: number } {
+  const fragments: [ServicePortName, F][] = [];
+  const skipped = new Map<ServicePortName, string>();
+  let rendered = 0;
+  for (const e of ordered) {
+    if (e.view === undefined) continue;
+    if (typeof e.view === 'string') {
+      skipped.set(e.name, e.view);
+      continue;
+    }
+    if (e.fragment === undefined || rerenderAll) {
+      e.fragment = render(e.view);
+      rendered++;
+    }
+    fragments.push([e.name, e.fragment]);
+  }
+  return { fragments, skipped, rendered };
+}
+
 /** A service port after upstream's per-family filtering, with canonical addresses. */
 export interface PortView {
   readonly sp: ServicePort;

@@ -21,6 +21,20 @@ export interface CategorizedEndpoints {
   /** Whether any traffic uses the Cluster policy / the Local policy (upstream's usesClusterEndpoints, usesLocalEndpoints). */
   readonly usesClusterEndpoints: boolean;
   readonly usesLocalEndpoints: boolean;
+  /**
+   * The kernel modes' per-port policy chains, as upstream's proxiers choose them: a Cluster /
+   * Local policy chain is written when some traffic uses it and it has an endpoint.
+   */
+  readonly usesClusterPolicyChain: boolean;
+  readonly usesLocalPolicyChain: boolean;
+  /**
+   * Whether traffic to the cluster IP / to external destinations has an endpoint under its
+   * policy (false: a Local policy with no local endpoint, traffic DROPped; or no endpoint at all).
+   */
+  readonly hasInternalEndpoints: boolean;
+  readonly hasExternalEndpoints: boolean;
+  /** The external-traffic chain is written (even with no external endpoint: local traffic short-circuits). */
+  readonly usesExternalTrafficChain: boolean;
 }
 
 /** The node label that names this node's zone (upstream's v1.LabelTopologyZone). */
@@ -129,6 +143,7 @@ export function categorizeEndpoints(sp: ServicePort, endpoints: readonly Endpoin
   else if (!usesClusterEndpoints) allReachable = localEndpoints;
   else if (mode === '' && localEndpoints.every((e) => e.ready)) allReachable = clusterEndpoints;
   else allReachable = [...clusterEndpoints, ...localEndpoints.filter((l) => !clusterEndpoints.some((c) => c.key === l.key))];
+  const hasAnyEndpoints = endpoints.some((e) => e.ready || (e.serving && e.terminating));
   return {
     clusterEndpoints,
     localEndpoints,
@@ -137,6 +152,11 @@ export function categorizeEndpoints(sp: ServicePort, endpoints: readonly Endpoin
     usesLocalEndpoints,
     internalEndpoints: sp.internalPolicyLocal ? localEndpoints : clusterEndpoints,
     externalEndpoints: sp.externalPolicyLocal ? localEndpoints : clusterEndpoints,
-    hasAnyEndpoints: endpoints.some((e) => e.ready || (e.serving && e.terminating)),
+    hasAnyEndpoints,
+    usesClusterPolicyChain: usesClusterEndpoints && clusterEndpoints.length > 0,
+    usesLocalPolicyChain: usesLocalEndpoints && localEndpoints.length > 0,
+    hasInternalEndpoints: hasAnyEndpoints && !(sp.internalPolicyLocal && localEndpoints.length === 0),
+    hasExternalEndpoints: hasAnyEndpoints && !(sp.externalPolicyLocal && localEndpoints.length === 0),
+    usesExternalTrafficChain: hasAnyEndpoints && externallyAccessible,
   };
 }

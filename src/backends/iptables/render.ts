@@ -11,7 +11,7 @@ import type { ServicePortName } from '../../core/ids.js';
 import type { ServicePort } from '../../core/service-port.js';
 import type { Snapshot } from '../../core/snapshot.js';
 import { categorizeEndpoints, type NodeTopology } from '../../core/traffic-policy.js';
-import { PortCache, type PortView, viewOf } from '../port-cache.js';
+import { fragmentsOf, PortCache, type PortView, viewOf } from '../port-cache.js';
 import { canonicalIP, parseCIDR } from '../../core/ip.js';
 import type { IptablesModel, IptablesRenderOptions, ServiceChains, TableName } from './model.js';
 import {
@@ -318,25 +318,13 @@ export class IptablesRenderer {
     const rerenderAll = largeClusterMode !== this.largeClusterMode;
     this.largeClusterMode = largeClusterMode;
 
-    const skipped = new Map<ServicePortName, string>();
     const serviceChains = new Map<ServicePortName, ServiceChains>();
     const filterPieces: PieceRules[] = [this.header.filter];
     const natPieces: PieceRules[] = [this.header.nat];
     let noLocalInternal = 0;
     let noLocalExternal = 0;
-    let rendered = 0;
-    for (const e of ordered) {
-      const name = e.name;
-      if (e.view === undefined) continue;
-      if (typeof e.view === 'string') {
-        skipped.set(name, e.view);
-        continue;
-      }
-      if (e.fragment === undefined || rerenderAll) {
-        e.fragment = renderPort(this.ctx, e.view, largeClusterMode, topology);
-        rendered++;
-      }
-      const f = e.fragment;
+    const { fragments, skipped, rendered } = fragmentsOf(ordered, (view) => renderPort(this.ctx, view, largeClusterMode, topology), rerenderAll);
+    for (const [name, f] of fragments) {
       filterPieces.push(f.filter);
       natPieces.push(f.nat);
       serviceChains.set(name, f.chains);
@@ -381,32 +369,15 @@ function renderPort(ctx: RenderContext, v: PortView, largeClusterMode: boolean, 
   const externallyAccessible = sp.nodePort !== 0 || v.loadBalancerIPs.length > 0 || v.externalIPs.length > 0;
   const isLocal = (e: Endpoint): boolean => (options.nodeName !== '' ? e.nodeName === options.nodeName : e.isLocal);
   const cat = categorizeEndpoints(sp, v.endpoints, { isLocal, externallyAccessible, topology });
-  const { clusterEndpoints, localEndpoints, usesClusterEndpoints, usesLocalEndpoints } = cat;
+  const { clusterEndpoints, localEndpoints, usesClusterPolicyChain, usesLocalPolicyChain, hasInternalEndpoints, hasExternalEndpoints, usesExternalTrafficChain } = cat;
   const hasEndpoints = cat.hasAnyEndpoints;
   const reachable = cat.allReachable;
 
   const clusterPolicyChain = chains.cluster;
-  const usesClusterPolicyChain = clusterEndpoints.length > 0 && usesClusterEndpoints;
   const localPolicyChain = chains.local;
-  const usesLocalPolicyChain = localEndpoints.length > 0 && usesLocalEndpoints;
-
-  let internalPolicyChain = clusterPolicyChain;
-  let hasInternalEndpoints = hasEndpoints;
-  if (sp.internalPolicyLocal) {
-    internalPolicyChain = localPolicyChain;
-    if (localEndpoints.length === 0) hasInternalEndpoints = false;
-  }
-  const internalTrafficChain = internalPolicyChain;
-
-  let externalPolicyChain = clusterPolicyChain;
-  let hasExternalEndpoints = hasEndpoints;
-  if (sp.externalPolicyLocal) {
-    externalPolicyChain = localPolicyChain;
-    if (localEndpoints.length === 0) hasExternalEndpoints = false;
-  }
+  const internalTrafficChain = sp.internalPolicyLocal ? localPolicyChain : clusterPolicyChain;
+  const externalPolicyChain = sp.externalPolicyLocal ? localPolicyChain : clusterPolicyChain;
   const externalTrafficChain = chains.external;
-  // Built even with no externally usable endpoint: the short-circuit rules for local traffic.
-  const usesExternalTrafficChain = hasEndpoints && externallyAccessible;
 
   const fwChain = chains.firewall;
   const usesFWChain = hasEndpoints && v.loadBalancerIPs.length > 0 && v.sourceRanges.length > 0;

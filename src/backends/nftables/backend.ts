@@ -29,6 +29,35 @@ export interface NftablesBackendOptions {
   readonly render: NftablesRenderOptions;
 }
 
+/** The periodic flush check waits this many times its own last duration before it runs again. */
+const CHECK_BACKOFF = 10;
+
+/**
+ * A line handler for an nft listing that passes on the names of the `kind` objects (chain, set,
+ * map) inside one table.
+ */
+export function tableNames(family: string, table: string, kind: RegExp, onName: (name: string) => void): (line: string) => void {
+  let inside = false;
+  return (line) => {
+    const t = /^table (\S+) (\S+) \{/.exec(line);
+    if (t) {
+      inside = t[1] === family && t[2] === table;
+      return;
+    }
+    if (!inside) return;
+    const m = /^\t(\S+) (\S+) \{/.exec(line);
+    if (m?.[1] && m[2] && kind.test(m[1])) onName(m[2]);
+  };
+}
+
+/** The names of the `kind` objects (chain, set, map) inside one table of a whole nft listing. */
+export function namesInTable(listing: string, family: string, table: string, kind: RegExp): string[] {
+  const out: string[] = [];
+  const scan = tableNames(family, table, kind, (n) => out.push(n));
+  for (const line of listing.split('\n')) scan(line);
+  return out;
+}
+
 /** How long a flushed stale chain waits before it is deleted. */
 const STALE_CHAIN_DELAY_MS = 1000;
 
@@ -36,6 +65,11 @@ export class NftablesBackend implements Backend {
   readonly mode = 'nftables' as const;
   private applied: NftablesModel | undefined;
   private synced = false;
+  /** No periodic flush check before this time (see startCheck()). */
+  private nextCheckAt = 0;
+  /** The background flush check running now, and whether one found our table flushed. */
+  private checking: Promise<void> | undefined;
+  private flushSeen = false;
   /** Stale chains flushed earlier, with when; deleted once the delay has passed. */
   private readonly pendingStale = new Map<string, number>();
   private readonly conntrack: UdpConntrackCleaner;
@@ -67,22 +101,24 @@ export class NftablesBackend implements Backend {
 
   /**
    * The per-service chains and affinity sets of our table that exist in the kernel and that the
-   * model does not have (a full sync flushes or deletes them), read line by line: the listing is
-   * tens of MB at 10,000 services, of which this keeps the names of the stale ones (copies).
+   * model does not have: a full sync flushes or deletes them. Names only: `list chains` and terse
+   * `list sets`/`list maps` leave out rules and elements, which `nft list table` would print
+   * (over a minute at 10,000 services); and read line by line, keeping copies of the stale names
+   * only (the chain listing alone is MBs at 10,000 services).
    */
   private async stale(model: NftablesModel): Promise<{ chains: string[]; sets: string[] }> {
-    const chains: string[] = [];
-    const sets: string[] = [];
-    const r = await execLines(this.opts.exec, 'nft', ['list', 'table', this.family, TABLE], (l) => {
-      const m = /^\s*(chain|set|map) (\S+) \{/.exec(l);
-      const name = m?.[2];
-      if (name === undefined) return;
-      if (m?.[1] === 'chain') {
-        if (isServiceChainName(name) && !model.chains.has(name)) chains.push(copyOf(name));
-      } else if (isAffinitySetName(name) && !model.sets.has(name)) sets.push(copyOf(name));
-    });
-    if (r.code !== 0) return { chains: [], sets: [] };
-    return { chains, sets };
+    const list = async (args: string[], kind: RegExp, stale: (name: string) => boolean): Promise<string[]> => {
+      const out: string[] = [];
+      const r = await execLines(this.opts.exec, 'nft', args, tableNames(this.family, TABLE, kind, (n) => {
+        if (stale(n)) out.push(copyOf(n));
+      }));
+      return r.code === 0 ? out : [];
+    };
+    const staleSet = (s: string): boolean => isAffinitySetName(s) && !model.sets.has(s);
+    return {
+      chains: await list(['list', 'chains', this.family], /^chain$/, (c) => isServiceChainName(c) && !model.chains.has(c)),
+      sets: [...await list(['-t', 'list', 'sets', this.family], /^set$/, staleSet), ...await list(['-t', 'list', 'maps', this.family], /^map$/, staleSet)],
+    };
   }
 
   async sync(snap: Snapshot): Promise<void> {
@@ -91,19 +127,22 @@ export class NftablesBackend implements Backend {
     let full = snap.full || this.applied === undefined;
     let tx: NftTransaction | undefined;
     let partialFailed = false;
-    // A sync with nothing changed (periodic) checks that the table is intact: an outside
-    // `nft flush table` empties every chain and keeps the maps, which no partial transaction
-    // would notice. Syncs for a change skip it: any `nft list` loads the whole table.
-    if (!full && snap.changed.size === 0 && !(await this.intact())) {
+    // An outside `nft flush table` empties every chain and keeps the maps, which no partial
+    // transaction would notice: a sync with nothing changed (periodic) starts a check in the
+    // background (any `nft list` loads the whole table: minutes at 10,000 services, which no
+    // sync for a change should wait behind), and the sync after a failed check is a full one.
+    if (!full && this.flushSeen) {
       this.opts.log.warn('the kube-proxy nftables table was deleted or flushed by someone else; resyncing everything');
       full = true;
     }
+    if (full) this.flushSeen = false;
+    else if (snap.changed.size === 0) this.startCheck();
     const now = this.opts.clock.now();
     // Chains flushed by an earlier sync and not used again: delete them in this transaction.
     const due = stillStale(model, [...this.pendingStale].filter(([, at]) => now - at >= STALE_CHAIN_DELAY_MS).map(([c]) => c));
     if (!full) {
       // The fixed chains (hooks, jumps, masquerading) are rewritten in every transaction, which
-      // repairs an outside flush of them, except the one intact() looks at; a deleted table or
+      // repairs an outside flush of them, except the one the flush check looks at; a deleted table or
       // map makes the transaction fail, and then a full sync follows at once.
       tx = serializePartial(model, { previous: this.applied ?? model, changed: snap.changed, rewriteChains: this.fixedChains(model) });
       try {
@@ -140,20 +179,40 @@ export class NftablesBackend implements Backend {
     await this.conntrack.clean(snap, firstSync);
   }
 
-  /** The chains that are not any service port's (few and small), but the one intact() checks. */
+  /** The chains that are not any service port's (few and small), but the one the flush check reads. */
   private fixedChains(model: NftablesModel): string[] {
     return [...model.chains.keys()].filter((c) => !isServiceChainName(c) && c !== NAT_PREROUTING);
   }
 
-  /** Our table is still there and not flushed (nat-prerouting still jumps to services). */
-  private async intact(): Promise<boolean> {
-    const r = await this.opts.exec('nft', ['list', 'chain', this.family, TABLE, NAT_PREROUTING]);
-    return r.code === 0 && /jump services/.test(r.stdout);
+  /**
+   * In the background: is our table still there and not flushed (nat-prerouting still jumps
+   * to services)? Listing one chain makes nft load every chain and set of the table (minutes
+   * at 10,000 services), so a check starts only once CHECK_BACKOFF times the last one's
+   * duration has passed (it takes at most a tenth of the time) and none is running.
+   */
+  private startCheck(): void {
+    const start = this.opts.clock.now();
+    if (this.checking || start < this.nextCheckAt) return;
+    this.checking = (async () => {
+      try {
+        const r = await this.opts.exec('nft', ['-t', 'list', 'chain', this.family, TABLE, NAT_PREROUTING]);
+        if (r.code !== 0 || !/jump services/.test(r.stdout)) this.flushSeen = true;
+      } finally {
+        const end = this.opts.clock.now();
+        this.nextCheckAt = end + CHECK_BACKOFF * (end - start);
+        this.checking = undefined;
+      }
+    })();
   }
 
   /** nftables mode keeps its table on exit (as upstream); `--cleanup` deletes it. */
-  close(): Promise<void> {
-    return Promise.resolve();
+  async close(): Promise<void> {
+    await this.checking?.catch(() => undefined);
+  }
+
+  /** The background flush check, if one is running (for tests). */
+  get pendingCheck(): Promise<void> | undefined {
+    return this.checking;
   }
 }
 

@@ -10,7 +10,7 @@ import type { ServicePortName } from '../../core/ids.js';
 import type { ServicePort } from '../../core/service-port.js';
 import type { Snapshot } from '../../core/snapshot.js';
 import { categorizeEndpoints, type NodeTopology } from '../../core/traffic-policy.js';
-import { PortCache, type PortView, viewOf } from '../port-cache.js';
+import { fragmentsOf, PortCache, type PortView, viewOf } from '../port-cache.js';
 import { canonicalIP, parseCIDR } from '../../core/ip.js';
 import { flat } from '../../core/text.js';
 import { masqueradeMark } from '../iptables/names.js';
@@ -280,23 +280,11 @@ export class NftablesRenderer {
       lists.set(name, [...l]);
       keys.set(name, new Set(l.map((e) => e.key)));
     }
-    const skipped = new Map<ServicePortName, string>();
     const servicePorts = new Map<ServicePortName, ServicePortObjects>();
     let noLocalInternal = 0;
     let noLocalExternal = 0;
-    let rendered = 0;
-    for (const e of ordered) {
-      const name = e.name;
-      if (e.view === undefined) continue;
-      if (typeof e.view === 'string') {
-        skipped.set(name, e.view);
-        continue;
-      }
-      if (e.fragment === undefined) {
-        e.fragment = renderPort(this.ctx, e.view, this.sharedSets, topology);
-        rendered++;
-      }
-      const f = e.fragment;
+    const { fragments, skipped, rendered } = fragmentsOf(ordered, (view) => renderPort(this.ctx, view, this.sharedSets, topology));
+    for (const [name, f] of fragments) {
       // Names are hashes of the port: another port's are never the same in practice. If they
       // were, the first port keeps the chain or set (the second's rules are appended), as a
       // single-pass render would do.
@@ -386,34 +374,19 @@ function renderPort(ctx: RenderContext, v: PortView, sharedSets: ReadonlySet<str
   const externallyAccessible = sp.nodePort !== 0 || v.loadBalancerIPs.length > 0 || v.externalIPs.length > 0;
   const isLocal = (e: Endpoint): boolean => (options.nodeName !== '' ? e.nodeName === options.nodeName : e.isLocal);
   const cat = categorizeEndpoints(sp, v.endpoints, { isLocal, externallyAccessible, topology });
-  const { clusterEndpoints, localEndpoints, usesClusterEndpoints, usesLocalEndpoints } = cat;
+  const { clusterEndpoints, localEndpoints, usesClusterPolicyChain, usesLocalPolicyChain, hasInternalEndpoints, hasExternalEndpoints, usesExternalTrafficChain } = cat;
   const hasEndpoints = cat.hasAnyEndpoints;
   const reachable = cat.allReachable;
 
   for (const e of reachable) chain(epNames(e).chain);
 
   const clusterPolicyChain = names.cluster;
-  const usesClusterPolicyChain = clusterEndpoints.length > 0 && usesClusterEndpoints;
   if (usesClusterPolicyChain) chain(clusterPolicyChain);
   const localPolicyChain = names.local;
-  const usesLocalPolicyChain = localEndpoints.length > 0 && usesLocalEndpoints;
   if (usesLocalPolicyChain) chain(localPolicyChain);
-
-  let internalTrafficChain = clusterPolicyChain;
-  let hasInternalEndpoints = hasEndpoints;
-  if (sp.internalPolicyLocal) {
-    internalTrafficChain = localPolicyChain;
-    if (localEndpoints.length === 0) hasInternalEndpoints = false;
-  }
-  let externalPolicyChain = clusterPolicyChain;
-  let hasExternalEndpoints = hasEndpoints;
-  if (sp.externalPolicyLocal) {
-    externalPolicyChain = localPolicyChain;
-    if (localEndpoints.length === 0) hasExternalEndpoints = false;
-  }
+  const internalTrafficChain = sp.internalPolicyLocal ? localPolicyChain : clusterPolicyChain;
+  const externalPolicyChain = sp.externalPolicyLocal ? localPolicyChain : clusterPolicyChain;
   const externalTrafficChain = names.external;
-  // On hasEndpoints, not hasExternalEndpoints: the local-traffic short-circuits are needed anyway.
-  const usesExternalTrafficChain = hasEndpoints && externallyAccessible;
   if (usesExternalTrafficChain) chain(externalTrafficChain);
 
   let internalVerdict = '';

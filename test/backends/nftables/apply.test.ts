@@ -1,7 +1,7 @@
 /** nftables mode's apply step against a fake exec: one transaction per sync, delayed stale deletes, failures. */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { NftablesBackend } from '../../../src/backends/nftables/backend.js';
+import { namesInTable, NftablesBackend } from '../../../src/backends/nftables/backend.js';
 import { SnapshotBuilder } from '../../../src/core/snapshot.js';
 import { memoryLogger } from '../../../src/observability/log.js';
 import { ProxyMetrics } from '../../../src/observability/metrics.js';
@@ -10,17 +10,23 @@ import { Conntrack } from '../../../src/platform/conntrack.js';
 import { FakeExec, type ExecCall } from '../../../src/platform/exec.js';
 import { ep, slice, svc } from '../../helpers/objects.js';
 
-function setup() {
+/** listTakesMs: how long (on the fake clock) the periodic check's `nft list chain` takes. */
+function setup(listTakesMs = 0) {
   const fake = new FakeExec();
   // The table exists and is intact after the first sync.
   const table = { flushed: false };
-  fake.respond((c) => c.cmd === 'nft' && c.args[0] === 'list' && c.args[1] === 'chain' && !table.flushed, { stdout: 'table ip kube-proxy {\n chain nat-prerouting {\n  jump services\n }\n}\n' });
-  fake.respond((c) => c.cmd === 'nft' && c.args[0] === 'list' && c.args[1] === 'chain' && table.flushed, { stdout: 'table ip kube-proxy {\n chain nat-prerouting {\n }\n}\n' });
+  fake.respond((c) => c.cmd === 'nft' && c.args.join(' ') === '-t list chain ip kube-proxy nat-prerouting' && !table.flushed, { stdout: 'table ip kube-proxy {\n chain nat-prerouting {\n  jump services\n }\n}\n' });
+  fake.respond((c) => c.cmd === 'nft' && c.args.join(' ') === '-t list chain ip kube-proxy nat-prerouting' && table.flushed, { stdout: 'table ip kube-proxy {\n chain nat-prerouting {\n }\n}\n' });
   const metrics = new ProxyMetrics();
   const log = memoryLogger();
   const clock = new FakeClock();
+  const exec: typeof fake.exec = async (cmd, args, options) => {
+    const result = fake.exec(cmd, args, options);
+    if (args.includes('chain') && listTakesMs > 0) await clock.advance(listTakesMs);
+    return result;
+  };
   const backend = new NftablesBackend({
-    exec: fake.exec, conntrack: new Conntrack(fake.exec), clock, log, metrics,
+    exec, conntrack: new Conntrack(fake.exec), clock, log, metrics,
     render: { nodeName: 'n1', nodeIPs: ['198.18.200.1'], nodePortAddresses: [], clusterCIDRs: ['198.18.0.0/19'], masqueradeAll: false, masqueradeBit: 14, family: 'IPv4' },
   });
   return { fake, metrics, log, clock, backend, table, builder: new SnapshotBuilder('n1') };
@@ -91,7 +97,7 @@ test('a failed transaction is counted and thrown, and the next sync is full; a m
   fail = false;
   fake.calls.length = 0;
   await backend.sync(builder.next());
-  assert.ok(fake.calls.some((c) => c.cmd === 'nft' && c.args[0] === 'list' && c.args[1] === 'table'), 'a full sync reads what exists');
+  assert.ok(fake.calls.some((c) => c.cmd === 'nft' && c.args.join(' ') === 'list chains ip'), 'a full sync reads what exists');
 
   const missing = setup();
   missing.fake.respond((c) => c.cmd === 'nft', { code: 127 });
@@ -114,12 +120,22 @@ test('a partial sync lists nothing first, and rewrites the fixed chains (repairi
   assert.match(tx ?? '', /^add rule ip kube-proxy nat-postrouting jump masquerading$/m);
   assert.doesNotMatch(tx ?? '', /nat-prerouting/, 'the chain the periodic check looks at is left alone');
 
-  // A periodic sync (nothing changed) checks the table, and a flushed one gets a full sync.
+  // A periodic sync (nothing changed) starts a check of the table in the background; the sync
+  // after it found the table flushed is a full one.
   fake.calls.length = 0;
   table.flushed = true;
   await backend.sync(builder.next());
-  assert.ok(fake.calls.some((c) => c.cmd === 'nft' && c.args.join(' ') === 'list chain ip kube-proxy nat-prerouting'));
-  assert.match(txs(fake.calls)[0] ?? '', /flush map ip kube-proxy service-ips/, 'a full sync');
+  assert.ok(fake.calls.some((c) => c.cmd === 'nft' && c.args.join(' ') === '-t list chain ip kube-proxy nat-prerouting'));
+  assert.doesNotMatch(txs(fake.calls).join(''), /flush map ip kube-proxy service-ips/, 'the sync did not wait for the check');
+  await backend.pendingCheck;
+  fake.calls.length = 0;
+  await backend.sync(builder.next());
+  assert.match(txs(fake.calls)[0] ?? '', /flush map ip kube-proxy service-ips/, 'the next sync is a full sync');
+  fake.calls.length = 0;
+  table.flushed = false;
+  await backend.pendingCheck;
+  await backend.sync(builder.next());
+  assert.doesNotMatch(txs(fake.calls).join(''), /flush map ip kube-proxy service-ips/, 'once repaired, partial again');
 });
 
 test('a failed partial transaction is followed at once by a full sync in the same call', async () => {
@@ -136,6 +152,47 @@ test('a failed partial transaction is followed at once by a full sync in the sam
   assert.equal(sent.length, 2, 'the partial, then the full');
   assert.doesNotMatch(sent[0] ?? '', /flush map/, 'first the partial');
   assert.match(sent[1] ?? '', /flush map ip kube-proxy service-ips/, 'then a full sync');
-  assert.ok(fake.calls.some((c) => c.cmd === 'nft' && c.args[0] === 'list' && c.args[1] === 'table'), 'the full sync reads what exists');
+  assert.ok(fake.calls.some((c) => c.cmd === 'nft' && c.args.join(' ') === 'list chains ip'), 'the full sync reads what exists');
   assert.match(await metrics.text(), /kubeproxy_sync_proxy_rules_nftables_sync_failures_total 1/);
+});
+
+test('the periodic flush check runs in the background, and waits ten times its own duration before the next', async () => {
+  const { fake, backend, builder, table, clock } = setup(500);
+  builder.handle({ kind: 'Service', type: 'add', object: svc('ns1', 'web') });
+  await backend.sync(builder.next());
+  const checks = (): number => fake.calls.filter((c) => c.args.join(' ') === '-t list chain ip kube-proxy nat-prerouting').length;
+  await backend.sync(builder.next()); // periodic: starts a check (500 ms), so none again for 5 s
+  assert.equal(checks(), 1);
+  assert.ok(backend.pendingCheck, 'the check is still running after the sync returned');
+  await backend.sync(builder.next());
+  assert.equal(checks(), 1, 'one check at a time');
+  await backend.pendingCheck;
+  table.flushed = true;
+  await clock.advance(4000);
+  fake.calls.length = 0;
+  await backend.sync(builder.next());
+  await backend.pendingCheck;
+  assert.equal(checks(), 0, 'within the backoff: no check');
+  await backend.sync(builder.next());
+  assert.doesNotMatch(txs(fake.calls).join(''), /flush map ip kube-proxy service-ips/, 'and no full sync');
+  await clock.advance(1500);
+  fake.calls.length = 0;
+  await backend.sync(builder.next());
+  await backend.pendingCheck;
+  assert.equal(checks(), 1, 'after it: checked');
+  fake.calls.length = 0;
+  await backend.sync(builder.next());
+  assert.match(txs(fake.calls)[0] ?? '', /flush map ip kube-proxy service-ips/, 'the flush found, a full sync');
+});
+
+test('existing chains and sets are read by name from our table only', () => {
+  const listing = [
+    'table ip other {', '\tchain c1 {', '\t\ttype filter hook input priority 0; policy accept;', '\t}', '\tset s9 {', '\t}', '}',
+    'table ip kube-proxy {', '\tchain services {', '\t}', '\tchain endpoint-X-ns/web/tcp/http__198.18.10.2/8080 {', '\t}',
+    '\tset cluster-ips {', '\t\ttype ipv4_addr', '\t}', '\tmap service-ips {', '\t}', '}',
+    'table ip6 kube-proxy {', '\tchain services6 {', '\t}', '}',
+  ].join('\n');
+  assert.deepEqual(namesInTable(listing, 'ip', 'kube-proxy', /^chain$/), ['services', 'endpoint-X-ns/web/tcp/http__198.18.10.2/8080']);
+  assert.deepEqual(namesInTable(listing, 'ip', 'kube-proxy', /^(set|map)$/), ['cluster-ips', 'service-ips']);
+  assert.deepEqual(namesInTable(listing, 'ip6', 'kube-proxy', /^chain$/), ['services6']);
 });

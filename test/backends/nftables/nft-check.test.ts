@@ -10,6 +10,14 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { createNetns, kernelTestGate, type Netns } from '../../../src/platform/netns.js';
 import { serializeCleanup, serializeDeleteChains } from '../../../src/backends/nftables/serialize.js';
+import { NftablesBackend } from '../../../src/backends/nftables/backend.js';
+import { SnapshotBuilder } from '../../../src/core/snapshot.js';
+import { memoryLogger } from '../../../src/observability/log.js';
+import { ProxyMetrics } from '../../../src/observability/metrics.js';
+import { FakeClock } from '../../../src/platform/clock.js';
+import { Conntrack } from '../../../src/platform/conntrack.js';
+import type { Exec } from '../../../src/platform/exec.js';
+import { ep, slice, svc } from '../../helpers/objects.js';
 
 const DIR = fileURLToPath(new URL('../../../../test/golden/nftables/', import.meta.url));
 const TOOLS = ['nft'] as const;
@@ -71,5 +79,45 @@ test('a full golden applies, re-applies (idempotent) and cleans up', async (t) =
     await nft(ns, serializeCleanup('ip'), false, 'cleanup again');
     const after = await ns.exec('nft', ['list', 'table', 'ip', 'kube-proxy']);
     assert.notEqual(after.code, 0);
+  });
+});
+
+test('a restarted backend with fewer services finds the old chains and sets by name and deletes them', async (t) => {
+  if (!(await kernelTestGate(t, { tools: ['nft', 'conntrack'] }))) return;
+  await withNetns(async (ns) => {
+    const exec: Exec = (cmd, args, options) => ns.exec(cmd, args, { ...options, timeoutMs: 60_000 });
+    // Another table with same-named chains and sets must be left alone.
+    await nft(ns, 'add table ip other\nadd chain ip other services\nadd set ip other cluster-ips { type ipv4_addr ; }\n', false, 'the other table');
+    const clock = new FakeClock();
+    const backend = (): NftablesBackend => new NftablesBackend({
+      exec, conntrack: new Conntrack(exec), clock, log: memoryLogger(), metrics: new ProxyMetrics(),
+      render: { nodeName: 'n1', nodeIPs: ['198.18.200.1'], nodePortAddresses: [], clusterCIDRs: ['198.18.0.0/19'], masqueradeAll: false, masqueradeBit: 14, family: 'IPv4' },
+    });
+    const both = new SnapshotBuilder('n1');
+    both.handle({ kind: 'Service', type: 'add', object: svc('ns1', 'web') });
+    both.handle({ kind: 'Service', type: 'add', object: svc('ns1', 'sticky', { clusterIP: '198.18.100.2', sessionAffinity: 'ClientIP', sessionAffinityTimeoutSeconds: 60 }) });
+    both.handle({ kind: 'EndpointSlice', type: 'add', object: slice('ns1', 'w', 'web', [ep('198.18.10.2')]) });
+    both.handle({ kind: 'EndpointSlice', type: 'add', object: slice('ns1', 's', 'sticky', [ep('198.18.10.3')]) });
+    await backend().sync(both.next());
+    const before = (await ns.execOk('nft', ['list', 'table', 'ip', 'kube-proxy'])).stdout;
+    assert.match(before, /chain service-\S+-ns1\/sticky\/tcp\/http \{/);
+    assert.match(before, /set affinity-\S+-ns1\/sticky\/tcp\/http__198\.18\.10\.3\/8080 \{/);
+
+    const webOnly = new SnapshotBuilder('n1');
+    webOnly.handle({ kind: 'Service', type: 'add', object: svc('ns1', 'web') });
+    webOnly.handle({ kind: 'EndpointSlice', type: 'add', object: slice('ns1', 'w', 'web', [ep('198.18.10.2')]) });
+    const restarted = backend();
+    await restarted.sync(webOnly.next());
+    const flushed = (await ns.execOk('nft', ['list', 'table', 'ip', 'kube-proxy'])).stdout;
+    assert.doesNotMatch(flushed, /set affinity-\S+-ns1\/sticky/, 'the removed service\'s affinity set is deleted');
+    assert.match(flushed, /chain service-\S+-ns1\/sticky\/tcp\/http \{\n\t\}/, 'its chains are flushed now and deleted a second later (as upstream)');
+    await clock.advance(1100);
+    await restarted.sync(webOnly.next());
+    const after = (await ns.execOk('nft', ['list', 'table', 'ip', 'kube-proxy'])).stdout;
+    assert.doesNotMatch(after, /ns1\/sticky/, 'no chain or set of the removed service is left');
+    assert.match(after, /chain service-\S+-ns1\/web\/tcp\/http \{/, 'the remaining service is there');
+    const other = (await ns.execOk('nft', ['list', 'table', 'ip', 'other'])).stdout;
+    assert.match(other, /chain services/);
+    assert.match(other, /set cluster-ips/);
   });
 });
