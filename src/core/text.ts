@@ -66,6 +66,17 @@ export function* linesOf(text: Text): Iterable<string> {
   yield text.slice(at);
 }
 
+/** Lines `n - radius` to `n + radius` (numbered from 1) of a text, with their numbers. */
+export function linesAround(text: Text, n: number, radius = 0): [number, string][] {
+  const out: [number, string][] = [];
+  let i = 0;
+  for (const l of linesOf(text)) {
+    if (++i > n + radius) break;
+    if (i >= n - radius) out.push([i, l]);
+  }
+  return out;
+}
+
 /**
  * Splits text that arrives in pieces into lines (without '\n'); a last line without '\n' is
  * passed on at end(). A line may be a slice of its piece, never of the whole text.

@@ -3,7 +3,7 @@
  * and removal of our chains. Every mode that writes iptables rules goes through this.
  */
 import { KproxyError } from '../core/errors.js';
-import { linesOf, type Text } from '../core/text.js';
+import { linesAround, linesOf, type Text } from '../core/text.js';
 import { execLines, type Exec } from './exec.js';
 
 export interface IptablesOptions {
@@ -151,13 +151,7 @@ export function committedBefore(text: Text, line: number): string[] {
 export function restoreContext(text: Text, stderr: string): string {
   const n = failedLine(stderr);
   if (n === undefined) return '';
-  const out: string[] = [];
-  let i = 0;
-  for (const l of linesOf(text)) {
-    if (++i > n + 2) break;
-    if (i >= n - 2) out.push(`${i === n ? '>' : ' '} ${i}: ${l}`);
-  }
-  return `\n${out.join('\n')}`;
+  return `\n${linesAround(text, n, 2).map(([i, l]) => `${i === n ? '>' : ' '} ${i}: ${l}`).join('\n')}`;
 }
 
 /** Chains kubelet (and kube-proxy images) create to say which iptables backend a node uses. */

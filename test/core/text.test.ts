@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { ChunkedText, LineSplitter, copyOf, flat, linesOf, textOf } from '../../src/core/text.js';
+import { ChunkedText, LineSplitter, copyOf, flat, linesAround, linesOf, textOf } from '../../src/core/text.js';
 
 test('ChunkedText: chunks of whole lines, about 64 KB each, that join to every line plus its newline', () => {
   const lines = Array.from({ length: 5000 }, (_, i) => `-A KUBE-SEP-${i} -m comment --comment "line ${i}" -j DNAT`);
@@ -50,4 +50,15 @@ test('flat and copyOf give the same text as a template or the string itself', ()
   assert.equal(flat`goto ${chain} ${3}`, `goto ${chain} 3`);
   assert.equal(flat``, '');
   for (const s of ['', 'a', chain, 'ünï😀']) assert.equal(copyOf(s), s);
+});
+
+test('linesAround gives the numbered lines around one line, of a string or a chunked text alike', () => {
+  const s = 'a\nb\nc\nd\ne\n';
+  const chunked = new ChunkedText(() => ['a', 'b', 'c', 'd', 'e']);
+  for (const t of [s, chunked]) {
+    assert.deepEqual(linesAround(t, 3, 1), [[2, 'b'], [3, 'c'], [4, 'd']]);
+    assert.deepEqual(linesAround(t, 1, 2), [[1, 'a'], [2, 'b'], [3, 'c']]);
+    assert.deepEqual(linesAround(t, 5), [[5, 'e']]);
+    assert.deepEqual(linesAround(t, 9), []);
+  }
 });

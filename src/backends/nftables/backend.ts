@@ -7,7 +7,7 @@
  */
 import { KproxyError, errorMessage } from '../../core/errors.js';
 import type { Snapshot } from '../../core/snapshot.js';
-import { ChunkedText, copyOf, linesOf, type Text } from '../../core/text.js';
+import { ChunkedText, copyOf, linesAround, type Text } from '../../core/text.js';
 import type { Logger } from '../../observability/log.js';
 import type { ProxyMetrics } from '../../observability/metrics.js';
 import type { Clock } from '../../platform/clock.js';
@@ -50,14 +50,6 @@ export function tableNames(family: string, table: string, kind: RegExp, onName: 
   };
 }
 
-/** The names of the `kind` objects (chain, set, map) inside one table of a whole nft listing. */
-export function namesInTable(listing: string, family: string, table: string, kind: RegExp): string[] {
-  const out: string[] = [];
-  const scan = tableNames(family, table, kind, (n) => out.push(n));
-  for (const line of listing.split('\n')) scan(line);
-  return out;
-}
-
 /** How long a flushed stale chain waits before it is deleted. */
 const STALE_CHAIN_DELAY_MS = 1000;
 
@@ -95,7 +87,7 @@ export class NftablesBackend implements Backend {
     if (r.code === 127) throw new KproxyError('KP_ERR_NFT_MISSING', 'nftables mode needs the nft tool (Debian package nftables), which is not installed');
     const m = /^\/dev\/stdin:(\d+):/m.exec(r.stderr);
     const at = m?.[1] ? Number(m[1]) : undefined;
-    const context = at === undefined ? '' : `\n> ${at}: ${lineAt(text, at)}`;
+    const context = at === undefined ? '' : `\n> ${at}: ${linesAround(text, at)[0]?.[1] ?? ''}`;
     throw new KproxyError('KP_ERR_NFT_APPLY', `nft -f failed (exit ${r.code}): ${r.stderr.trim().split('\n').slice(0, 6).join('\n')}${context}`);
   }
 
@@ -214,13 +206,6 @@ export class NftablesBackend implements Backend {
   get pendingCheck(): Promise<void> | undefined {
     return this.checking;
   }
-}
-
-/** Line `n` (from 1) of a text, '' past its end. */
-function lineAt(text: Text, n: number): string {
-  let i = 0;
-  for (const l of linesOf(text)) if (++i === n) return l;
-  return '';
 }
 
 /** `--cleanup` for nftables mode: deletes the kube-proxy tables (both families). */

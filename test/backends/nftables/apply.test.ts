@@ -1,7 +1,7 @@
 /** nftables mode's apply step against a fake exec: one transaction per sync, delayed stale deletes, failures. */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { namesInTable, NftablesBackend } from '../../../src/backends/nftables/backend.js';
+import { NftablesBackend, tableNames } from '../../../src/backends/nftables/backend.js';
 import { SnapshotBuilder } from '../../../src/core/snapshot.js';
 import { memoryLogger } from '../../../src/observability/log.js';
 import { ProxyMetrics } from '../../../src/observability/metrics.js';
@@ -192,7 +192,13 @@ test('existing chains and sets are read by name from our table only', () => {
     '\tset cluster-ips {', '\t\ttype ipv4_addr', '\t}', '\tmap service-ips {', '\t}', '}',
     'table ip6 kube-proxy {', '\tchain services6 {', '\t}', '}',
   ].join('\n');
-  assert.deepEqual(namesInTable(listing, 'ip', 'kube-proxy', /^chain$/), ['services', 'endpoint-X-ns/web/tcp/http__198.18.10.2/8080']);
-  assert.deepEqual(namesInTable(listing, 'ip', 'kube-proxy', /^(set|map)$/), ['cluster-ips', 'service-ips']);
-  assert.deepEqual(namesInTable(listing, 'ip6', 'kube-proxy', /^chain$/), ['services6']);
+  const namesInTable = (family: string, kind: RegExp): string[] => {
+    const out: string[] = [];
+    const scan = tableNames(family, 'kube-proxy', kind, (n) => out.push(n));
+    for (const line of listing.split('\n')) scan(line);
+    return out;
+  };
+  assert.deepEqual(namesInTable('ip', /^chain$/), ['services', 'endpoint-X-ns/web/tcp/http__198.18.10.2/8080']);
+  assert.deepEqual(namesInTable('ip', /^(set|map)$/), ['cluster-ips', 'service-ips']);
+  assert.deepEqual(namesInTable('ip6', /^chain$/), ['services6']);
 });
