@@ -87,6 +87,12 @@ function lineWatcher(p: NetnsProcess): { waitFor(re: RegExp | string, from: numb
   };
 }
 
+/** The generated Service's (first port's) protocol, as iptables names it: the DNAT rule matches it. */
+function protocolOf(service: Raw | undefined): string {
+  const ports = ((service?.spec as Raw | undefined)?.ports ?? []) as Raw[];
+  return String(ports[0]?.protocol ?? 'TCP').toLowerCase();
+}
+
 /** The first sync after `index` (0-based count of syncs so far) that changed something. */
 async function nextChangeSync(kp: KproxyProc, index: number): Promise<{ at: number; elapsedMs: number; next: number }> {
   for (let n = index + 1; ; n++) {
@@ -159,7 +165,7 @@ async function run(mode: Mode, source: SourceKind, ns: Netns, dir: string): Prom
       if (!ready) throw new Error('nft monitor never started listening');
     }
     const deadline = performance.now() + BUDGET_MS;
-    let lastSlice: { ip: string; i: number } | undefined;
+    let lastSlice: { ip: string; i: number; proto: string } | undefined;
     for (let k = 0; k < CHANGES && performance.now() < deadline; k++) {
       // Services without affinity, spread over the cluster.
       let i = (11 + k * 197) % N;
@@ -180,14 +186,16 @@ async function run(mode: Mode, source: SourceKind, ns: Netns, dir: string): Prom
       synced.push(sync.at - t0);
       syncElapsed.push(sync.elapsedMs);
       slices[i] = slice;
-      lastSlice = { ip, i };
+      lastSlice = { ip, i, proto: protocolOf(cluster.services[i]) };
       await new Promise((r) => setTimeout(r, 20));
     }
     if (mode === 'iptables' && lastSlice) {
       const spn = servicePortName(namespacedName('bench', `svc-${lastSlice.i}`), 'p');
-      const sep = endpointChainName(spn, 'tcp', `${lastSlice.ip}:8080`);
-      const r = await ns.exec('iptables-legacy', ['-t', 'nat', '-C', sep, '-m', 'tcp', '-p', 'tcp', '-j', 'DNAT', '--to-destination', `${lastSlice.ip}:8080`], { timeoutMs: 120_000 });
+      const { proto } = lastSlice;
+      const sep = endpointChainName(spn, proto, `${lastSlice.ip}:8080`);
+      const r = await ns.exec('iptables-legacy', ['-t', 'nat', '-C', sep, '-m', proto, '-p', proto, '-j', 'DNAT', '--to-destination', `${lastSlice.ip}:8080`], { timeoutMs: 120_000 });
       note = r.code === 0 ? 'last change verified in the kernel (iptables -C)' : `last change NOT found in the kernel: ${r.stderr.trim()}`;
+      if (r.code !== 0) log(`${mode}/${source}: last change (${lastSlice.ip} in svc-${lastSlice.i}) not in the kernel; kproxy's log tail:\n${kp.proc.stderr().slice(-8000)}`);
     }
     await monitor?.stop({ timeoutMs: 5_000 });
   } finally {
