@@ -1,7 +1,8 @@
 /**
  * What iptables mode runs besides the restore, with the real tools in a namespace: a second full
  * sync finds the jumps and canaries in its dumps and adds nothing; a sync for a change checks
- * only the mangle canary; a periodic sync (no change) still notices a deleted jump.
+ * only the mangle canary; a periodic sync (no change) checks every jump, writes nothing when all
+ * are in place and repairs a deleted one.
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
@@ -61,6 +62,13 @@ test('iptables mode: jumps found in the dumps are not re-added; change syncs che
       'iptables -w 5 -t mangle -S KUBE-PROXY-CANARY',
       'iptables-restore -w 5 --noflush --counters',
     ], 'a change: the canary, then one restore');
+
+    calls.length = 0;
+    const before = await iptablesSave(node, 'nat');
+    await backend.sync(b.next());
+    assert.ok(calls.some((c) => c.cmd === 'iptables' && c.args.includes('-C') && c.args.includes('PREROUTING')), 'a periodic sync checks the jumps');
+    assert.deepEqual(calls.filter((c) => c.cmd !== 'iptables').map((c) => c.cmd), [], 'nothing changed and all in place: no dump, no restore');
+    assert.equal(await iptablesSave(node, 'nat'), before);
 
     await node.execOk('iptables', ['-t', 'nat', '-D', 'PREROUTING', '-m', 'comment', '--comment', 'kubernetes service portals', '-j', 'KUBE-SERVICES']);
     await backend.sync(b.next());

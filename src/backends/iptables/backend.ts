@@ -12,6 +12,7 @@ import { copyOf } from '../../core/text.js';
 import { UdpConntrackCleaner } from '../conntrack-cleanup.js';
 import type { Logger } from '../../observability/log.js';
 import type { ProxyMetrics } from '../../observability/metrics.js';
+import { realClock, type Clock } from '../../platform/clock.js';
 import type { Conntrack } from '../../platform/conntrack.js';
 import { committedBefore, RestoreError, type Iptables } from '../../platform/iptables.js';
 import type { Backend } from '../backend.js';
@@ -26,7 +27,15 @@ export interface IptablesBackendOptions {
   readonly log: Logger;
   readonly metrics: ProxyMetrics;
   readonly render: IptablesRenderOptions;
+  /** For the hourly full sync; the real clock unless a test gives one. */
+  readonly clock?: Clock;
 }
+
+/**
+ * Upstream's FullSyncPeriod: with nothing changed, a periodic sync writes nothing (its checks
+ * found every jump and canary in place), but at least this often it rewrites everything.
+ */
+export const FULL_SYNC_PERIOD_MS = 60 * 60 * 1000;
 
 /** Per-service chain prefixes kproxy owns; stale ones are deleted on full syncs. */
 const OWNED_PREFIXES = ['KUBE-SVC-', 'KUBE-SVL-', 'KUBE-EXT-', 'KUBE-FW-', 'KUBE-SEP-'];
@@ -39,9 +48,13 @@ export class IptablesBackend implements Backend {
   private readonly conntrack: UdpConntrackCleaner;
   /** Re-renders only the service ports that changed since the previous sync's snapshot. */
   private readonly renderer: IptablesRenderer;
+  private readonly clock: Clock;
+  /** When the last full sync succeeded (clock ms). */
+  private lastFullSync = 0;
 
   constructor(private readonly opts: IptablesBackendOptions) {
     this.conntrack = new UdpConntrackCleaner(opts.conntrack, opts.log, opts.metrics);
+    this.clock = opts.clock ?? realClock;
     this.renderer = new IptablesRenderer(opts.render);
   }
 
@@ -53,14 +66,18 @@ export class IptablesBackend implements Backend {
   async sync(snap: Snapshot): Promise<void> {
     const model = this.renderer.render(snap);
     const firstSync = !this.synced;
-    let full = snap.full || this.applied === undefined;
+    let full = snap.full || this.applied === undefined || this.clock.now() - this.lastFullSync >= FULL_SYNC_PERIOD_MS;
     // A sync for a change checks only the mangle canary (upstream's flush monitor; mangle is small,
     // where every check in nat or filter makes the tool load the whole table); a periodic sync
     // with nothing changed also checks every jump from the built-in chains.
-    if (!full && !(await this.intact(this.applied ?? model, snap.changed.size > 0))) {
+    const nothingChanged = !full && snap.changed.size === 0 && this.renderer.lastRendered === 0;
+    if (!full && !(await this.intact(this.applied ?? model, !nothingChanged))) {
       this.opts.log.warn('kproxy rules were flushed or deleted by someone else; resyncing everything');
       full = true;
     }
+    // Nothing to write: the legacy tool rewrites the whole table for any input (24 s at 10,000
+    // services), which every sync period would otherwise spend re-stating what is there.
+    if (nothingChanged && !full) return;
     const input = full ? await this.fullInput(model) : serializePartial(model, { changed: snap.changed, previous: this.applied ?? model });
     try {
       await this.opts.iptables.restore(input, { counters: true });
@@ -77,6 +94,7 @@ export class IptablesBackend implements Backend {
     this.opts.metrics.skippedServicePorts.set({ mode: this.mode }, model.skipped.size);
     this.applied = model;
     this.synced = true;
+    if (full) this.lastFullSync = this.clock.now();
     for (const table of ['filter', 'nat'] as const) {
       this.opts.metrics.iptablesTotal.set({ table }, countRules(model, table));
       this.opts.metrics.iptablesLast.set({ table }, input.written[table]);

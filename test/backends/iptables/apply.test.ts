@@ -1,10 +1,11 @@
 /** iptables mode's apply step against a fake exec: which tool runs, with what, and when. */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { IptablesBackend } from '../../../src/backends/iptables/backend.js';
+import { FULL_SYNC_PERIOD_MS, IptablesBackend } from '../../../src/backends/iptables/backend.js';
 import { SnapshotBuilder } from '../../../src/core/snapshot.js';
 import { memoryLogger } from '../../../src/observability/log.js';
 import { ProxyMetrics } from '../../../src/observability/metrics.js';
+import { FakeClock } from '../../../src/platform/clock.js';
 import { Conntrack } from '../../../src/platform/conntrack.js';
 import { FakeExec, type ExecCall } from '../../../src/platform/exec.js';
 import { Iptables } from '../../../src/platform/iptables.js';
@@ -12,14 +13,15 @@ import { ep, slice, svc } from '../../helpers/objects.js';
 
 function setup() {
   const fake = new FakeExec();
+  const clock = new FakeClock();
   const metrics = new ProxyMetrics();
   const log = memoryLogger();
   const backend = new IptablesBackend({
-    iptables: new Iptables({ exec: fake.exec }), conntrack: new Conntrack(fake.exec), log, metrics,
+    iptables: new Iptables({ exec: fake.exec }), conntrack: new Conntrack(fake.exec), log, metrics, clock,
     render: { nodeName: 'n1', nodeIPs: ['198.18.200.1'], nodePortAddresses: [], clusterCIDRs: ['198.18.0.0/19'], masqueradeAll: false, masqueradeBit: 14, localhostNodePorts: false, family: 'IPv4' },
   });
   const builder = new SnapshotBuilder('n1');
-  return { fake, metrics, log, backend, builder };
+  return { fake, metrics, log, backend, builder, clock };
 }
 
 const restores = (calls: readonly ExecCall[]): string[] => calls.filter((c) => c.cmd === 'iptables-restore').map((c) => c.input ?? '');
@@ -123,6 +125,26 @@ test('an external flush (a jump gone) turns a periodic sync into a full one', as
   await backend.sync(builder.next());
   assert.ok(log.lines.some((l) => l.includes('flushed or deleted by someone else')));
   assert.ok(restores(fake.calls).some((t) => t.includes('-I PREROUTING 1 -m comment --comment "kubernetes service portals" -j KUBE-SERVICES')), 'the jump is reinstalled');
+});
+
+test('a periodic sync with nothing changed writes nothing, and once an hour is a full one (upstream\'s FullSyncPeriod)', async () => {
+  const { fake, backend, builder, clock } = setup();
+  builder.handle({ kind: 'Service', type: 'add', object: svc('ns1', 'web') });
+  await backend.sync(builder.next());
+  fake.calls.length = 0;
+  await clock.advance(FULL_SYNC_PERIOD_MS - 1);
+  await backend.sync(builder.next());
+  assert.ok(fake.calls.some((c) => c.cmd === 'iptables' && c.args.includes('-C')), 'the jumps are checked');
+  assert.deepEqual(restores(fake.calls), [], 'all in place: no restore');
+  assert.ok(!fake.calls.some((c) => c.cmd === 'iptables-save'));
+  fake.calls.length = 0;
+  await clock.advance(1);
+  await backend.sync(builder.next());
+  assert.ok(fake.calls.some((c) => c.cmd === 'iptables-save'), 'a full sync dumps the tables');
+  assert.match(restores(fake.calls)[0] ?? '', /^:KUBE-SERVICES - \[0:0\]$/m, 'and rewrites everything');
+  fake.calls.length = 0;
+  await backend.sync(builder.next());
+  assert.deepEqual(restores(fake.calls), [], 'the hour starts again');
 });
 
 test('UDP endpoints that go away get their conntrack entries deleted; TCP ones do not', async () => {
