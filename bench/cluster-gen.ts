@@ -120,6 +120,12 @@ export function sliceWithEndpoints(slice: Raw, count: number, base: number, node
 }
 
 /** How many objects each manifest file holds. */
+/** The node the benches render for, with kproxy's render options for it (cluster CIDR 198.18.0.0/16). */
+export const BENCH_RENDER_OPTS = {
+  nodeName: 'bench-node', nodeIPs: ['198.18.200.1'], nodePortAddresses: [], clusterCIDRs: ['198.18.0.0/16'],
+  masqueradeAll: false, masqueradeBit: 14, localhostNodePorts: false, family: 'IPv4' as const,
+};
+
 export const SERVICES_PER_FILE = 500;
 export const SLICES_PER_FILE = 50;
 

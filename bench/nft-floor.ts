@@ -22,14 +22,10 @@ import type { EndpointSliceObject } from '../src/core/objects.js';
 import { SnapshotBuilder } from '../src/core/snapshot.js';
 import { textOf } from '../src/core/text.js';
 import { cleanupStaleNetns, createNetns, isRoot, type Netns } from '../src/platform/netns.js';
-import { generateCluster, toSourceEvents } from './cluster-gen.js';
+import { BENCH_RENDER_OPTS, generateCluster, toSourceEvents } from './cluster-gen.js';
 import { median, ms } from './kproxy-proc.js';
 
-const NODE = 'bench-node';
-const OPTS = {
-  nodeName: NODE, nodeIPs: ['198.18.200.1'], nodePortAddresses: [], clusterCIDRs: ['198.18.0.0/16'],
-  masqueradeAll: false, masqueradeBit: 14, localhostNodePorts: false, family: 'IPv4' as const,
-};
+const NODE = BENCH_RENDER_OPTS.nodeName;
 const SIZES = (process.env.BENCH_SIZES ?? '1000,10000').split(',').map(Number);
 const RUNS = Number(process.env.BENCH_FLOOR_RUNS ?? '5');
 const PROBE_CHAIN = 'bench-floor-probe';
@@ -42,7 +38,7 @@ function texts(n: number): { full: string; partial: string } {
   })());
   const b = new SnapshotBuilder(NODE);
   for (const e of events) b.handle(e);
-  const r = new NftablesRenderer(OPTS);
+  const r = new NftablesRenderer(BENCH_RENDER_OPTS);
   const before = r.render(b.next());
   const full = textOf(serializeFull(before));
   const slice = events.find((e) => e.kind === 'EndpointSlice')?.object as EndpointSliceObject;

@@ -36,16 +36,12 @@ import type { EndpointSliceObject } from '../src/core/objects.js';
 import { SnapshotBuilder, type Snapshot } from '../src/core/snapshot.js';
 import type { ChunkedText } from '../src/core/text.js';
 import { cleanupStaleNetns, createNetns, isRoot, type Netns } from '../src/platform/netns.js';
-import { generateCluster, sliceWithEndpoints, toSourceEvents, writeManifests, writeSliceFile, type Cluster } from './cluster-gen.js';
+import { BENCH_RENDER_OPTS as RENDER_OPTS, generateCluster, sliceWithEndpoints, toSourceEvents, writeManifests, writeSliceFile, type Cluster } from './cluster-gen.js';
 import { median, ms, startKproxy } from './kproxy-proc.js';
 
 type Mode = 'iptables' | 'nftables';
 
-const NODE = 'bench-node';
-const RENDER_OPTS = {
-  nodeName: NODE, nodeIPs: ['198.18.200.1'], nodePortAddresses: [], clusterCIDRs: ['198.18.0.0/16'],
-  masqueradeAll: false, masqueradeBit: 14, localhostNodePorts: false, family: 'IPv4' as const,
-};
+const NODE = RENDER_OPTS.nodeName;
 
 const env = (k: string, d: string): string => process.env[k] ?? d;
 const SIZES = env('BENCH_SIZES', '1000,10000').split(',').map(Number);
