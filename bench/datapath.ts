@@ -22,7 +22,8 @@
  * Env: BENCH_PARTS (compare,scale) BENCH_ROUNDS (5) BENCH_BACKENDS BENCH_SCALE_SIZES
  * (10,1000,10000) BENCH_SCALE_MODES (nftables,iptables) BENCH_SCALE_ROUNDS (10) BENCH_SCALE_CONNECTS
  * (200 per size per round) BENCH_CONCURRENCY
- * (16) BENCH_CPU_PROF=DIR (kproxy runs with --cpu-prof into DIR). Needs root and haproxy.
+ * (16) BENCH_CPU_PROF=DIR (kproxy runs with --cpu-prof into DIR) BENCH_NODE_FLAGS (more Node.js flags
+ * for kproxy, e.g. "--max-semi-space-size=64"). Needs root and haproxy.
  */
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
@@ -246,6 +247,7 @@ function kproxy(mode: string): (topo: Topology, dir: string) => NetnsProcess {
   return (topo, dir) => {
     const prof = process.env.BENCH_CPU_PROF;
     const node = prof ? ['--cpu-prof', '--cpu-prof-interval', '200', '--cpu-prof-dir', prof] : [];
+    node.push(...(process.env.BENCH_NODE_FLAGS ?? '').split(' ').filter(Boolean));
     return topo.node.spawn(process.execPath, [...node, BIN, '--proxy-mode', mode, '--manifests', join(dir, 'manifests'),
       '--hostname-override', 'node', '--cluster-cidr', '198.18.10.0/24', '--conntrack-max-per-core', '0',
       '--healthz-bind-address', '127.0.0.1:10256', '--metrics-bind-address', '127.0.0.1:10249', '-v', '0']);
@@ -271,21 +273,24 @@ interface RoundResult {
   mbps: number;
   /** CPU the proxy process used (user + system, all threads) per connection, µs; NaN without a process. */
   cpuPerConn: number;
+  /** The system (kernel) part of cpuPerConn, µs: the syscalls, and the TCP work they carry. */
+  sysPerConn: number;
   /** CPU the proxy process used per GB relayed, s. */
   cpuPerGB: number;
 }
 
-/** utime + stime of a process and all its threads, in seconds (from /proc/PID/stat, 100 Hz ticks). */
-function cpuSeconds(pid: number | undefined): number {
-  if (pid === undefined) return NaN;
+/** utime and stime of a process and all its threads, in seconds (from /proc/PID/stat, 100 Hz ticks). */
+function cpuSeconds(pid: number | undefined): { user: number; sys: number } {
+  if (pid === undefined) return { user: NaN, sys: NaN };
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
     const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return (Number(f[11]) + Number(f[12])) / 100;
+    return { user: Number(f[11]) / 100, sys: Number(f[12]) / 100 };
   } catch {
-    return NaN;
+    return { user: NaN, sys: NaN };
   }
 }
+const cpuTotal = (c: { user: number; sys: number }): number => c.user + c.sys;
 
 async function resetNode(topo: Topology): Promise<void> {
   await topo.node.exec('nft', ['flush', 'ruleset']);
@@ -307,7 +312,8 @@ async function measureBackend(topo: Topology, b: BackendDef, dir: string): Promi
     const cpu2 = cpuSeconds(proc?.pid);
     return {
       lat, cps: (c.done / c.ms) * 1000, cpsErrors: c.errors, mbps: bulk.bytes / 1048576 / (bulk.ms / 1000),
-      cpuPerConn: ((cpu1 - cpu0) / c.done) * 1e6, cpuPerGB: (cpu2 - cpu1) / (bulk.bytes / 1e9),
+      cpuPerConn: ((cpuTotal(cpu1) - cpuTotal(cpu0)) / c.done) * 1e6, sysPerConn: ((cpu1.sys - cpu0.sys) / c.done) * 1e6,
+      cpuPerGB: (cpuTotal(cpu2) - cpuTotal(cpu1)) / (bulk.bytes / 1e9),
     };
   } finally {
     if (proc) {
@@ -349,7 +355,7 @@ async function compare(topo: Topology, dir: string): Promise<string> {
     for (const b of chosen) {
       const r = await measureBackend(topo, b, dir);
       results.get(b.name)?.push(r);
-      process.stderr.write(`round ${round + 1}/${ROUNDS} ${b.name}: ${median(r.lat).toFixed(0)} µs, ${r.cps.toFixed(0)} conn/s (${r.cpsErrors} errors, ${r.cpuPerConn.toFixed(0)} µs CPU/conn), ${r.mbps.toFixed(0)} MB/s (${r.cpuPerGB.toFixed(2)} s CPU/GB)\n`);
+      process.stderr.write(`round ${round + 1}/${ROUNDS} ${b.name}: ${median(r.lat).toFixed(0)} µs, ${r.cps.toFixed(0)} conn/s (${r.cpsErrors} errors, ${r.cpuPerConn.toFixed(0)} µs CPU/conn, ${r.sysPerConn.toFixed(0)} µs of it system), ${r.mbps.toFixed(0)} MB/s (${r.cpuPerGB.toFixed(2)} s CPU/GB)\n`);
     }
   }
   const summary = new Map([...results].map(([name, rs]) => [name, {
@@ -359,6 +365,7 @@ async function compare(topo: Topology, dir: string): Promise<string> {
     errors: rs.reduce((a, r) => a + r.cpsErrors, 0),
     mbps: median(rs.map((r) => r.mbps)),
     cpuPerConn: median(rs.map((r) => r.cpuPerConn)),
+    sysPerConn: median(rs.map((r) => r.sysPerConn)),
     cpuPerGB: median(rs.map((r) => r.cpuPerGB)),
   }]));
   const direct = summary.get('direct');
@@ -371,14 +378,14 @@ async function compare(topo: Topology, dir: string): Promise<string> {
   ]);
   // Kernel modes relay in softirq, not in a process: only the proxies that relay have a figure.
   const cpuRows = [...summary].filter(([name]) => name === 'haproxy' || name.startsWith('userspace')).map(([name, s]) => [
-    name, `${s.cpuPerConn.toFixed(0)} µs`, ha ? `${(ha.cpuPerConn / s.cpuPerConn).toFixed(2)}×` : '–',
+    name, `${s.cpuPerConn.toFixed(0)} µs`, `${s.sysPerConn.toFixed(0)} µs`, ha ? `${(ha.cpuPerConn / s.cpuPerConn).toFixed(2)}×` : '–',
     `${s.cpuPerGB.toFixed(2)} s`, ha ? `${(ha.cpuPerGB / s.cpuPerGB).toFixed(2)}×` : '–',
   ]);
   return `${table(['path', 'setup median', 'p99', 'vs direct', 'vs haproxy', `conn/s (${CONCURRENCY} conc.)`, 'vs direct', 'vs haproxy', `bulk MB/s`, 'vs direct', 'vs haproxy'], rows)}
 
 Proxy process CPU (user + system, all threads, from /proc; the efficiency a shared machine cannot blur; "haproxy ÷ this" above 1 means cheaper than HAProxy):
 
-${table(['proxy', 'CPU per connection', 'haproxy ÷ this', 'CPU per GB relayed', 'haproxy ÷ this'], cpuRows)}`;
+${table(['proxy', 'CPU per connection', 'of it system', 'haproxy ÷ this', 'CPU per GB relayed', 'haproxy ÷ this'], cpuRows)}`;
 }
 
 function mkdirManifests(dir: string): void {
