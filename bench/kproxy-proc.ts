@@ -24,6 +24,12 @@ export interface KproxyProc {
   readonly syncs: SyncLine[];
   /** Resolves with the n-th sync line (1-based), or rejects after timeoutMs / on exit. */
   waitSync(n: number, timeoutMs: number): Promise<SyncLine>;
+  /**
+   * The first sync after the `after`-th (1-based; 0 = any) that changed something, and its number:
+   * a periodic sync with nothing changed (the sync period can fall between an edit and its sync)
+   * is skipped. Each sync waited for gets timeoutMs.
+   */
+  waitChangeSync(after: number, timeoutMs: number): Promise<SyncLine & { readonly n: number }>;
   /** Peak resident set size so far (VmHWM), MB. */
   peakRssMB(): number;
   stop(): Promise<void>;
@@ -69,6 +75,12 @@ export function startKproxy(ns: Netns, args: readonly string[]): KproxyProc {
         });
         waiters.push({ n, resolve: (s) => { clearTimeout(timer); resolve(s); } });
       });
+    },
+    async waitChangeSync(after, timeoutMs) {
+      for (let n = after + 1; ; n++) {
+        const s = await this.waitSync(n, timeoutMs);
+        if (s.changed > 0) return { ...s, n };
+      }
     },
     peakRssMB() {
       try {

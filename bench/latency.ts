@@ -28,7 +28,7 @@ import { endpointChainName } from '../src/backends/iptables/names.js';
 import { servicePortName, namespacedName } from '../src/core/ids.js';
 import { cleanupStaleNetns, createNetns, isRoot, type Netns, type NetnsProcess } from '../src/platform/netns.js';
 import { generateCluster, writeManifests, writeSliceFile, type Raw } from './cluster-gen.js';
-import { median, ms, percentile, startKproxy, type KproxyProc } from './kproxy-proc.js';
+import { median, ms, percentile, startKproxy } from './kproxy-proc.js';
 
 type Mode = 'iptables' | 'nftables';
 type SourceKind = 'manifests' | 'apiserver';
@@ -91,14 +91,6 @@ function lineWatcher(p: NetnsProcess): { waitFor(re: RegExp | string, from: numb
 function protocolOf(service: Raw | undefined): string {
   const ports = ((service?.spec as Raw | undefined)?.ports ?? []) as Raw[];
   return String(ports[0]?.protocol ?? 'TCP').toLowerCase();
-}
-
-/** The first sync after `index` (0-based count of syncs so far) that changed something. */
-async function nextChangeSync(kp: KproxyProc, index: number): Promise<{ at: number; elapsedMs: number; next: number }> {
-  for (let n = index + 1; ; n++) {
-    const s = await kp.waitSync(n, WAIT_MS);
-    if (s.changed > 0) return { at: s.at, elapsedMs: s.elapsedMs, next: n };
-  }
 }
 
 interface Result {
@@ -178,7 +170,7 @@ async function run(mode: Mode, source: SourceKind, ns: Netns, dir: string): Prom
       const before = kp.syncs.length;
       const t0 = performance.now();
       apply(slice, i);
-      const sync = await nextChangeSync(kp, before);
+      const sync = await kp.waitChangeSync(before, WAIT_MS);
       const seen = mon ? await mon.waitFor(`dnat to ${ip}:8080`, t0, WAIT_MS).catch((err: unknown) => {
         throw new Error(`${err instanceof Error ? err.message : String(err)}; nft monitor output tail: ${monitor?.stdout().slice(-600) ?? ''} ${monitor?.stderr().slice(-300) ?? ''}`);
       }) : sync.at;
