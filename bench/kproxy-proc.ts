@@ -25,11 +25,11 @@ export interface KproxyProc {
   /** Resolves with the n-th sync line (1-based), or rejects after timeoutMs / on exit. */
   waitSync(n: number, timeoutMs: number): Promise<SyncLine>;
   /**
-   * The first sync after the `after`-th (1-based; 0 = any) that changed something, and its number:
-   * a periodic sync with nothing changed (the sync period can fall between an edit and its sync)
-   * is skipped. Each sync waited for gets timeoutMs.
+   * The first sync after the `after`-th (1-based; 0 = any) that changed something: a periodic
+   * sync with nothing changed (the sync period can fall between an edit and its sync) is skipped.
+   * Each sync waited for gets timeoutMs.
    */
-  waitChangeSync(after: number, timeoutMs: number): Promise<SyncLine & { readonly n: number }>;
+  waitChangeSync(after: number, timeoutMs: number): Promise<SyncLine>;
   /** Peak resident set size so far (VmHWM), MB. */
   peakRssMB(): number;
   stop(): Promise<void>;
@@ -79,7 +79,7 @@ export function startKproxy(ns: Netns, args: readonly string[]): KproxyProc {
     async waitChangeSync(after, timeoutMs) {
       for (let n = after + 1; ; n++) {
         const s = await this.waitSync(n, timeoutMs);
-        if (s.changed > 0) return { ...s, n };
+        if (s.changed > 0) return s;
       }
     },
     peakRssMB() {
