@@ -246,8 +246,7 @@ interface BackendDef {
 function kproxy(mode: string): (topo: Topology, dir: string) => NetnsProcess {
   return (topo, dir) => {
     const prof = process.env.BENCH_CPU_PROF;
-    const node = prof ? ['--cpu-prof', '--cpu-prof-interval', '200', '--cpu-prof-dir', prof] : [];
-    node.push(...(process.env.BENCH_NODE_FLAGS ?? '').split(' ').filter(Boolean));
+    const node = [...(prof ? ['--cpu-prof', '--cpu-prof-interval', '200', '--cpu-prof-dir', prof] : []), ...(process.env.BENCH_NODE_FLAGS ?? '').split(' ').filter(Boolean)];
     return topo.node.spawn(process.execPath, [...node, BIN, '--proxy-mode', mode, '--manifests', join(dir, 'manifests'),
       '--hostname-override', 'node', '--cluster-cidr', '198.18.10.0/24', '--conntrack-max-per-core', '0',
       '--healthz-bind-address', '127.0.0.1:10256', '--metrics-bind-address', '127.0.0.1:10249', '-v', '0']);
@@ -279,18 +278,20 @@ interface RoundResult {
   cpuPerGB: number;
 }
 
-/** utime and stime of a process and all its threads, in seconds (from /proc/PID/stat, 100 Hz ticks). */
-function cpuSeconds(pid: number | undefined): { user: number; sys: number } {
-  if (pid === undefined) return { user: NaN, sys: NaN };
+/**
+ * CPU time of a process and all its threads, in seconds (from /proc/PID/stat, 100 Hz ticks):
+ * user + system, and the system part alone.
+ */
+function cpuSeconds(pid: number | undefined): { total: number; sys: number } {
+  if (pid === undefined) return { total: NaN, sys: NaN };
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
     const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return { user: Number(f[11]) / 100, sys: Number(f[12]) / 100 };
+    return { total: (Number(f[11]) + Number(f[12])) / 100, sys: Number(f[12]) / 100 };
   } catch {
-    return { user: NaN, sys: NaN };
+    return { total: NaN, sys: NaN };
   }
 }
-const cpuTotal = (c: { user: number; sys: number }): number => c.user + c.sys;
 
 async function resetNode(topo: Topology): Promise<void> {
   await topo.node.exec('nft', ['flush', 'ruleset']);
@@ -312,8 +313,8 @@ async function measureBackend(topo: Topology, b: BackendDef, dir: string): Promi
     const cpu2 = cpuSeconds(proc?.pid);
     return {
       lat, cps: (c.done / c.ms) * 1000, cpsErrors: c.errors, mbps: bulk.bytes / 1048576 / (bulk.ms / 1000),
-      cpuPerConn: ((cpuTotal(cpu1) - cpuTotal(cpu0)) / c.done) * 1e6, sysPerConn: ((cpu1.sys - cpu0.sys) / c.done) * 1e6,
-      cpuPerGB: (cpuTotal(cpu2) - cpuTotal(cpu1)) / (bulk.bytes / 1e9),
+      cpuPerConn: ((cpu1.total - cpu0.total) / c.done) * 1e6, sysPerConn: ((cpu1.sys - cpu0.sys) / c.done) * 1e6,
+      cpuPerGB: (cpu2.total - cpu1.total) / (bulk.bytes / 1e9),
     };
   } finally {
     if (proc) {

@@ -22,13 +22,9 @@ export interface KproxyProc {
   readonly proc: NetnsProcess;
   readonly started: number;
   readonly syncs: SyncLine[];
-  /** Resolves with the n-th sync line (1-based), or rejects after timeoutMs / on exit. */
+  /** Resolves with the n-th sync line (1-based), or rejects after timeoutMs / on exit (SyncLog). */
   waitSync(n: number, timeoutMs: number): Promise<SyncLine>;
-  /**
-   * The first sync after the `after`-th (1-based; 0 = any) that changed something: a periodic
-   * sync with nothing changed (the sync period can fall between an edit and its sync) is skipped.
-   * Each sync waited for gets timeoutMs.
-   */
+  /** The first sync after the `after`-th that changed something (SyncLog.waitChangeSync). */
   waitChangeSync(after: number, timeoutMs: number): Promise<SyncLine>;
   /** Peak resident set size so far (VmHWM), MB. */
   peakRssMB(): number;
@@ -37,51 +33,72 @@ export interface KproxyProc {
 
 const SYNC_RE = /"synced proxy rules".*?full="(true|false)" changed="(\d+)".*?elapsed="([\d.]+)ms"/;
 
-export function startKproxy(ns: Netns, args: readonly string[]): KproxyProc {
-  const started = performance.now();
-  const proc = ns.spawn(process.execPath, [KPROXY_BIN, ...args]);
-  const syncs: SyncLine[] = [];
-  const waiters: { n: number; resolve: (s: SyncLine) => void }[] = [];
-  let buf = '';
-  proc.child.stderr?.on('data', (chunk: Buffer) => {
-    const at = performance.now();
-    buf += chunk.toString('utf8');
+/**
+ * kproxy's "synced proxy rules" lines, parsed from its log as it arrives (in chunks that may
+ * split lines), and waits for them. A wait fails once `ended` resolves (with its reason) or after
+ * its own timeout; both messages end with `tail()`, the log's last lines.
+ */
+export class SyncLog {
+  readonly syncs: SyncLine[] = [];
+  private buf = '';
+  private readonly waiters: { n: number; resolve: (s: SyncLine) => void }[] = [];
+
+  constructor(private readonly ended: Promise<string>, private readonly tail: () => string) {}
+
+  feed(chunk: string, at: number): void {
+    this.buf += chunk;
     let i: number;
-    while ((i = buf.indexOf('\n')) >= 0) {
-      const line = buf.slice(0, i);
-      buf = buf.slice(i + 1);
-      const m = SYNC_RE.exec(line);
+    while ((i = this.buf.indexOf('\n')) >= 0) {
+      const m = SYNC_RE.exec(this.buf.slice(0, i));
+      this.buf = this.buf.slice(i + 1);
       if (!m) continue;
-      syncs.push({ at, full: m[1] === 'true', changed: Number(m[2]), elapsedMs: Number(m[3]) });
-      for (const w of [...waiters]) {
-        const s = syncs[w.n - 1];
+      this.syncs.push({ at, full: m[1] === 'true', changed: Number(m[2]), elapsedMs: Number(m[3]) });
+      for (const w of [...this.waiters]) {
+        const s = this.syncs[w.n - 1];
         if (s) {
-          waiters.splice(waiters.indexOf(w), 1);
+          this.waiters.splice(this.waiters.indexOf(w), 1);
           w.resolve(s);
         }
       }
     }
-  });
-  return {
-    proc, started, syncs,
-    waitSync(n, timeoutMs) {
-      const have = syncs[n - 1];
-      if (have) return Promise.resolve(have);
-      return new Promise((resolve, reject) => {
-        const timer = setTimeout(() => reject(new Error(`kproxy: no sync #${n} within ${timeoutMs} ms; stderr tail:\n${proc.stderr().slice(-2000)}`)), timeoutMs);
-        void proc.exited.then((e) => {
-          clearTimeout(timer);
-          reject(new Error(`kproxy exited (${e.code ?? e.signal}) before sync #${n}; stderr tail:\n${proc.stderr().slice(-2000)}`));
-        });
-        waiters.push({ n, resolve: (s) => { clearTimeout(timer); resolve(s); } });
+  }
+
+  /** The n-th sync line (1-based). */
+  waitSync(n: number, timeoutMs: number): Promise<SyncLine> {
+    const have = this.syncs[n - 1];
+    if (have) return Promise.resolve(have);
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`kproxy: no sync #${n} within ${timeoutMs} ms; stderr tail:\n${this.tail()}`)), timeoutMs);
+      void this.ended.then((why) => {
+        clearTimeout(timer);
+        reject(new Error(`${why} before sync #${n}; stderr tail:\n${this.tail()}`));
       });
-    },
-    async waitChangeSync(after, timeoutMs) {
-      for (let n = after + 1; ; n++) {
-        const s = await this.waitSync(n, timeoutMs);
-        if (s.changed > 0) return s;
-      }
-    },
+      this.waiters.push({ n, resolve: (s) => { clearTimeout(timer); resolve(s); } });
+    });
+  }
+
+  /**
+   * The first sync after the `after`-th (1-based; 0 = any) that changed something: a periodic
+   * sync with nothing changed (the sync period can fall between an edit and its sync) is skipped.
+   * Each sync waited for gets timeoutMs.
+   */
+  async waitChangeSync(after: number, timeoutMs: number): Promise<SyncLine> {
+    for (let n = after + 1; ; n++) {
+      const s = await this.waitSync(n, timeoutMs);
+      if (s.changed > 0) return s;
+    }
+  }
+}
+
+export function startKproxy(ns: Netns, args: readonly string[]): KproxyProc {
+  const started = performance.now();
+  const proc = ns.spawn(process.execPath, [KPROXY_BIN, ...args]);
+  const log = new SyncLog(proc.exited.then((e) => `kproxy exited (${e.code ?? e.signal})`), () => proc.stderr().slice(-2000));
+  proc.child.stderr?.on('data', (chunk: Buffer) => log.feed(chunk.toString('utf8'), performance.now()));
+  return {
+    proc, started, syncs: log.syncs,
+    waitSync: (n, timeoutMs) => log.waitSync(n, timeoutMs),
+    waitChangeSync: (after, timeoutMs) => log.waitChangeSync(after, timeoutMs),
     peakRssMB() {
       try {
         const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${proc.pid}/status`, 'utf8'));
