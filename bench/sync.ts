@@ -5,7 +5,9 @@
  * - in process (median of BENCH_RUNS): render (fresh renderer), serialize (full), and a
  *   one-endpoint change: incremental render + partial serialize;
  * - the kernel tool alone (median of BENCH_KERNEL_RUNS, each in a fresh namespace): the same full
- *   text through `iptables-legacy-restore --noflush` / `nft -f -`, then the partial text on top;
+ *   text through `iptables-legacy-restore --noflush` / `nft -f -` (nftables: kproxy's staging
+ *   transactions and its main one, in order), then the partial text on top; nftables also as one
+ *   transaction up to BENCH_NFT_ONE_TX_MAX services (the kernel makes that one quadratic);
  * - kproxy end to end (median of BENCH_KERNEL_RUNS): the real kproxy process in a fresh namespace
  *   with --manifests (a folder of JSON List files) from spawn to its "synced proxy rules" line,
  *   with kproxy's own measure of the sync; then one EndpointSlice edit in a manifest file to the
@@ -17,7 +19,7 @@
  *
  * Env: BENCH_SIZES (default 1000,10000; 30000 is supported), BENCH_MODES (iptables,nftables),
  * BENCH_RUNS (5), BENCH_KERNEL_RUNS (3; 1 at ≥30,000), BENCH_TOOL_TIMEOUT_S (900 per tool run),
- * BENCH_DEADLINE_MIN (90: later steps print n/a), BENCH_NFT_BACKEND_MAX (1000),
+ * BENCH_DEADLINE_MIN (90: later steps print n/a), BENCH_NFT_BACKEND_MAX (1000), BENCH_NFT_ONE_TX_MAX (1000),
  * BENCH_NAMESPACES (1; 0 = in-process columns only). Needs root for the namespace columns (n/a otherwise).
  */
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -30,7 +32,8 @@ import { serializeDryRun } from '../src/backends/ipvs/serialize.js';
 import { serializeFull as iptFull, serializePartial as iptPartial } from '../src/backends/iptables/serialize.js';
 import type { IptablesModel } from '../src/backends/iptables/model.js';
 import { NftablesRenderer } from '../src/backends/nftables/render.js';
-import { serializeFull as nftFull, serializePartial as nftPartial } from '../src/backends/nftables/serialize.js';
+import { serializeFull as nftFull, serializePartial as nftPartial, serializeStages } from '../src/backends/nftables/serialize.js';
+import { STAGE_LINES } from '../src/backends/nftables/backend.js';
 import type { NftablesModel } from '../src/backends/nftables/model.js';
 import type { EndpointSliceObject } from '../src/core/objects.js';
 import { SnapshotBuilder, type Snapshot } from '../src/core/snapshot.js';
@@ -50,6 +53,7 @@ const RUNS = Number(env('BENCH_RUNS', '5'));
 const TOOL_TIMEOUT_MS = Number(env('BENCH_TOOL_TIMEOUT_S', '900')) * 1000;
 const DEADLINE = performance.now() + Number(env('BENCH_DEADLINE_MIN', '90')) * 60_000;
 const NFT_BACKEND_MAX = Number(env('BENCH_NFT_BACKEND_MAX', '1000'));
+const NFT_ONE_TX_MAX = Number(env('BENCH_NFT_ONE_TX_MAX', '1000'));
 const kernelRuns = (n: number): number => Number(process.env.BENCH_KERNEL_RUNS ?? (n >= 30000 ? '1' : '3'));
 
 function log(msg: string): void {
@@ -57,18 +61,24 @@ function log(msg: string): void {
 }
 
 interface Texts {
-  /** Full text of the first snapshot, and a partial text for one endpoint change after it (made again when written). */
-  readonly full: ChunkedText;
+  /**
+   * The full sync of the first snapshot, as the transactions kproxy runs in order (nftables: its
+   * staging transactions, then the main one), and a partial text for one endpoint change after it
+   * (made again when written).
+   */
+  readonly full: readonly ChunkedText[];
+  /** nftables: the same full sync as one transaction (how it was done before staging). */
+  readonly oneTransaction?: ChunkedText;
   readonly partial: ChunkedText;
   /** Their sizes in characters. */
   readonly fullChars: number;
   readonly partialChars: number;
 }
 
-/** Makes the whole text, chunk by chunk as a sync writes it; returns its size. */
-function produce(text: ChunkedText): number {
+/** Makes the whole texts, chunk by chunk as a sync writes them; returns their size. */
+function produce(...texts: readonly ChunkedText[]): number {
   let n = 0;
-  for (const chunk of text) n += chunk.length;
+  for (const text of texts) for (const chunk of text) n += chunk.length;
   return n;
 }
 
@@ -88,11 +98,18 @@ function inProcess(mode: Mode, cluster: Cluster): InProcess {
   const snap = b.next();
   const renders: number[] = [];
   const sers: number[] = [];
-  let full: ChunkedText | undefined;
+  let full: readonly ChunkedText[] | undefined;
+  let oneTransaction: ChunkedText | undefined;
   let fullChars = 0;
   const make = (): { render(s: Snapshot): IptablesModel | NftablesModel; lastRendered: number } =>
     mode === 'iptables' ? new IptablesRenderer(RENDER_OPTS) : new NftablesRenderer(RENDER_OPTS);
-  const serialize = (m: IptablesModel | NftablesModel): ChunkedText => (mode === 'iptables' ? iptFull(m as IptablesModel) : nftFull(m as NftablesModel));
+  // nftables: the staging transactions and the main one, as NftablesBackend's full sync on a fresh node.
+  const serialize = (m: IptablesModel | NftablesModel): readonly ChunkedText[] => {
+    if (mode === 'iptables') return [iptFull(m as IptablesModel)];
+    const nm = m as NftablesModel;
+    const { transactions, staged } = serializeStages(nm, nm.servicePorts.values(), STAGE_LINES);
+    return [...transactions, nftFull(nm, { staged })];
+  };
   const partialText = (m: IptablesModel | NftablesModel, prev: IptablesModel | NftablesModel, s: Snapshot): ChunkedText => (mode === 'iptables'
     ? iptPartial(m as IptablesModel, { changed: s.changed, previous: prev as IptablesModel })
     : nftPartial(m as NftablesModel, { changed: s.changed, previous: prev as NftablesModel }));
@@ -103,8 +120,9 @@ function inProcess(mode: Mode, cluster: Cluster): InProcess {
     renders.push(performance.now() - t);
     t = performance.now();
     full = serialize(m);
-    fullChars = produce(full);
+    fullChars = produce(...full);
     sers.push(performance.now() - t);
+    if (mode === 'nftables') oneTransaction = nftFull(m as NftablesModel);
   }
   // One endpoint removed from one service per run (a different service each time).
   const renderer = make();
@@ -132,7 +150,7 @@ function inProcess(mode: Mode, cluster: Cluster): InProcess {
     prev = m;
   }
   if (full === undefined || partial === undefined) throw new Error('bench: no runs');
-  return { render: median(renders), serialize: median(sers), partial: median(partials), partialRendered: rendered, texts: { full, partial, fullChars, partialChars } };
+  return { render: median(renders), serialize: median(sers), partial: median(partials), partialRendered: rendered, texts: { full, ...(oneTransaction ? { oneTransaction } : {}), partial, fullChars, partialChars } };
 }
 
 interface ToolTimes {
@@ -149,17 +167,19 @@ async function withNetns<T>(fn: (ns: Netns) => Promise<T>): Promise<T> {
   }
 }
 
-/** The kernel tool alone: full text into a fresh namespace, then the partial text on top. */
-async function toolAlone(tool: string, args: readonly string[], texts: Texts, runs: number): Promise<ToolTimes> {
+/** The kernel tool alone: the full sync's texts in order into a fresh namespace, then the partial text on top. */
+async function toolAlone(tool: string, args: readonly string[], texts: Pick<Texts, 'full' | 'partial'>, runs: number): Promise<ToolTimes> {
   const full: number[] = [];
   const partial: number[] = [];
   for (let r = 0; r < runs && performance.now() < DEADLINE; r++) {
     await withNetns(async (ns) => {
       let t = performance.now();
-      const a = await ns.exec(tool, args, { input: texts.full, timeoutMs: TOOL_TIMEOUT_MS });
-      if (a.code !== 0) {
-        log(`${tool} full: exit ${a.code}${a.code === 124 ? ` (timed out after ${TOOL_TIMEOUT_MS / 1000} s)` : ''} ${a.stderr.slice(0, 300)}`);
-        return;
+      for (const [i, text] of texts.full.entries()) {
+        const a = await ns.exec(tool, args, { input: text, timeoutMs: TOOL_TIMEOUT_MS });
+        if (a.code !== 0) {
+          log(`${tool} full (${i + 1} of ${texts.full.length}): exit ${a.code}${a.code === 124 ? ` (timed out after ${TOOL_TIMEOUT_MS / 1000} s)` : ''} ${a.stderr.slice(0, 300)}`);
+          return;
+        }
       }
       full.push(performance.now() - t);
       t = performance.now();
@@ -271,6 +291,10 @@ async function main(): Promise<void> {
           tool = mode === 'iptables'
             ? await toolAlone('iptables-legacy-restore', ['--noflush'], ip.texts, runs)
             : await toolAlone('nft', ['-f', '-'], ip.texts, runs);
+          if (mode === 'nftables' && ip.texts.oneTransaction && n <= NFT_ONE_TX_MAX) {
+            const one = await toolAlone('nft', ['-f', '-'], { full: [ip.texts.oneTransaction], partial: ip.texts.partial }, runs);
+            extra.push(`nft -f of the full sync as one transaction at ${n.toLocaleString('en')}: ${ms(one.full)} (staged, as kproxy runs it: ${ms(tool.full)} in ${ip.texts.full.length} transactions)`);
+          }
           if (mode === 'iptables' && n <= NFT_BACKEND_MAX) {
             const nftBackend = await toolAlone('iptables-nft-restore', ['--noflush'], ip.texts, runs);
             extra.push(`iptables-nft-restore (nf_tables backend) alone at ${n.toLocaleString('en')}: full ${ms(nftBackend.full)}, partial ${ms(nftBackend.partial)} (legacy: ${ms(tool.full)}, ${ms(tool.partial)})`);

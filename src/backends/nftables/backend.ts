@@ -18,7 +18,7 @@ import { UdpConntrackCleaner } from '../conntrack-cleanup.js';
 import type { NftablesModel, NftablesRenderOptions } from './model.js';
 import { NAT_PREROUTING, TABLE, isAffinitySetName, isServiceChainName } from './names.js';
 import { NftablesRenderer, renderNftables } from './render.js';
-import { deleteChainLines, serializeCleanup, serializeFull, serializePartial, stillStale, type NftTransaction } from './serialize.js';
+import { deleteChainLines, serializeCleanup, serializeFull, serializePartial, serializeStages, stillStale, type NftTransaction, type StagedObjects } from './serialize.js';
 
 export interface NftablesBackendOptions {
   readonly exec: Exec;
@@ -27,7 +27,16 @@ export interface NftablesBackendOptions {
   readonly log: Logger;
   readonly metrics: ProxyMetrics;
   readonly render: NftablesRenderOptions;
+  /** Size of a staging transaction, in lines (default STAGE_LINES); see serializeStages. */
+  readonly stageLines?: number;
 }
+
+/**
+ * Lines per staging transaction. Each nft run pays a cache load that grows with the table (1.2 s
+ * at 10,000 services), and each transaction the kernel's walk that grows with its square: see
+ * docs/benchmarks.md for the sizes measured.
+ */
+export const STAGE_LINES = 20000;
 
 /** The periodic flush check waits this many times its own last duration before it runs again. */
 const CHECK_BACKOFF = 10;
@@ -64,6 +73,8 @@ export class NftablesBackend implements Backend {
   private flushSeen = false;
   /** Stale chains flushed earlier, with when; deleted once the delay has passed. */
   private readonly pendingStale = new Map<string, number>();
+  /** Chains staged by a sync whose main transaction has not committed: nothing refers to them. */
+  private readonly unreferenced = new Set<string>();
   private readonly conntrack: UdpConntrackCleaner;
   private readonly family: 'ip' | 'ip6';
   /** Re-renders only the service ports that changed since the previous sync's snapshot. */
@@ -92,13 +103,16 @@ export class NftablesBackend implements Backend {
   }
 
   /**
-   * The per-service chains and affinity sets of our table that exist in the kernel and that the
-   * model does not have: a full sync flushes or deletes them. Names only: `list chains` and terse
-   * `list sets`/`list maps` leave out rules and elements, which `nft list table` would print
-   * (over a minute at 10,000 services); and read line by line, keeping copies of the stale names
-   * only (the chain listing alone is MBs at 10,000 services).
+   * Our table's per-service chains and affinity sets, against the model: those that exist in the
+   * kernel and that the model does not have (a full sync flushes or deletes them), and the
+   * model's per-service chains that do not exist yet (nothing can refer to them: they may be
+   * staged). Names only: `list chains` and terse `list sets`/`list maps` leave out rules and
+   * elements, which `nft list table` would print (over a minute at 10,000 services); and read
+   * line by line, keeping copies of the stale names only (the chain listing alone is MBs at
+   * 10,000 services).
    */
-  private async stale(model: NftablesModel): Promise<{ chains: string[]; sets: string[] }> {
+  private async existing(model: NftablesModel): Promise<{ chains: string[]; sets: string[]; missing: Set<string> }> {
+    const missing = new Set([...model.chains.keys()].filter(isServiceChainName));
     const list = async (args: string[], kind: RegExp, stale: (name: string) => boolean): Promise<string[]> => {
       const out: string[] = [];
       const r = await execLines(this.opts.exec, 'nft', args, tableNames(this.family, TABLE, kind, (n) => {
@@ -107,10 +121,29 @@ export class NftablesBackend implements Backend {
       return r.code === 0 ? out : [];
     };
     const staleSet = (s: string): boolean => isAffinitySetName(s) && !model.sets.has(s);
-    return {
-      chains: await list(['list', 'chains', this.family], /^chain$/, (c) => isServiceChainName(c) && !model.chains.has(c)),
-      sets: [...await list(['-t', 'list', 'sets', this.family], /^set$/, staleSet), ...await list(['-t', 'list', 'maps', this.family], /^map$/, staleSet)],
+    const staleChain = (c: string): boolean => {
+      missing.delete(c);
+      return isServiceChainName(c) && !model.chains.has(c);
     };
+    return {
+      chains: await list(['list', 'chains', this.family], /^chain$/, staleChain),
+      sets: [...await list(['-t', 'list', 'sets', this.family], /^set$/, staleSet), ...await list(['-t', 'list', 'maps', this.family], /^map$/, staleSet)],
+      missing,
+    };
+  }
+
+  /**
+   * Runs the staging transactions (serializeStages) for the service ports whose chains all pass
+   * `unreferenced`; returns what they wrote. Until the main transaction commits, those chains are
+   * remembered as unreferenced, so a later full sync may stage them again.
+   */
+  private async stage(model: NftablesModel, unreferenced: (chain: string) => boolean): Promise<StagedObjects | undefined> {
+    const ports = [...model.servicePorts.values()].filter((p) => p.chains.every(unreferenced));
+    const { transactions, staged } = serializeStages(model, ports, this.opts.stageLines ?? STAGE_LINES);
+    if (transactions.length === 0) return undefined;
+    for (const c of staged.chains) this.unreferenced.add(c);
+    for (const tx of transactions) await this.nft(tx);
+    return staged;
   }
 
   async sync(snap: Snapshot): Promise<void> {
@@ -136,8 +169,11 @@ export class NftablesBackend implements Backend {
       // The fixed chains (hooks, jumps, masquerading) are rewritten in every transaction, which
       // repairs an outside flush of them, except the one the flush check looks at; a deleted table or
       // map makes the transaction fail, and then a full sync follows at once.
-      tx = serializePartial(model, { previous: this.applied ?? model, changed: snap.changed, rewriteChains: this.fixedChains(model) });
+      const previous = this.applied ?? model;
       try {
+        // A chain the installed model does not have is new, or flushed as stale: unreferenced.
+        const staged = await this.stage(model, (c) => !previous.chains.has(c));
+        tx = serializePartial(model, { previous, changed: snap.changed, rewriteChains: this.fixedChains(model), staged });
         const partial = tx;
         const family = this.family;
         await this.nft(due.length === 0 ? partial : new ChunkedText(function* () {
@@ -152,9 +188,10 @@ export class NftablesBackend implements Backend {
       }
     }
     if (full || tx === undefined) {
-      const ex = await this.stale(model);
-      tx = serializeFull(model, { existingChains: ex.chains, existingSets: ex.sets });
+      const ex = await this.existing(model);
       try {
+        const staged = await this.stage(model, (c) => ex.missing.has(c) || this.unreferenced.has(c));
+        tx = serializeFull(model, { existingChains: ex.chains, existingSets: ex.sets, staged });
         await this.nft(tx);
       } catch (err) {
         if (!partialFailed) this.opts.metrics.nftablesSyncFailures.inc(); // one failed sync counts once
@@ -164,6 +201,7 @@ export class NftablesBackend implements Backend {
     } else {
       for (const c of due) this.pendingStale.delete(c);
     }
+    this.unreferenced.clear();
     for (const c of [...this.pendingStale.keys()]) if (model.chains.has(c)) this.pendingStale.delete(c);
     for (const c of tx.staleChains) if (!this.pendingStale.has(c)) this.pendingStale.set(c, now);
     this.applied = model;

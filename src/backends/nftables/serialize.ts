@@ -7,7 +7,7 @@
  * chain in the same transaction can fail. Like upstream, the caller deletes them in a later
  * transaction (`serializeDeleteChains`) once a second or so has passed.
  */
-import type { NftChain, NftElement, NftFamily, NftSet, NftablesModel } from './model.js';
+import type { NftChain, NftElement, NftFamily, NftSet, NftablesModel, ServicePortObjects } from './model.js';
 import type { ServicePortName } from '../../core/ids.js';
 import { ChunkedText } from '../../core/text.js';
 import { quote } from './render.js';
@@ -70,11 +70,85 @@ function sameElement(a: NftElement, b: NftElement): boolean {
   return a.key === b.key && a.value === b.value && a.comment === b.comment;
 }
 
+/** Chains and sets that staging transactions made ahead of a sync's main one: the main one leaves them alone. */
+export interface StagedObjects {
+  readonly chains: ReadonlySet<string>;
+  readonly sets: ReadonlySet<string>;
+}
+
+const NOTHING_STAGED: StagedObjects = Object.freeze({ chains: new Set<string>(), sets: new Set<string>() });
+
+/** Staging transactions to run, in order, before the main one, and what they wrote. */
+export interface Stages {
+  readonly transactions: readonly NftTransaction[];
+  readonly staged: StagedObjects;
+}
+
+/**
+ * The kernel makes one big transaction cost about (its rules with sets) × (its size): every rule
+ * that binds an anonymous set (each service chain's `numgen … vmap { }`) walks the whole list of
+ * the transaction's pending changes. So the chains and affinity sets of service ports that no
+ * traffic can reach yet (`ports`: none of their chains exists, or only as left unreferenced by an
+ * earlier failed sync) are written ahead, in transactions of about `maxLines` lines each; the
+ * main transaction then leaves them alone and makes everything traffic sees (maps, their
+ * elements, rewritten chains, hooks) change at once, as before. Until it commits, what the stages
+ * wrote is unreferenced: invisible to packets, and a later full sync rewrites or removes it.
+ * Each stage also declares (without flushing) the table and the shared chains and sets the
+ * ports' rules may name. Below `maxLines` in all, there are no stages.
+ */
+export function serializeStages(model: NftablesModel, ports: Iterable<ServicePortObjects>, maxLines: number): Stages {
+  const batches: ServicePortObjects[][] = [];
+  let batch: ServicePortObjects[] = [];
+  let lines = 0;
+  let total = 0;
+  for (const port of ports) {
+    batch.push(port);
+    let n = port.affinitySets.length;
+    for (const c of port.chains) n += 2 + (model.chains.get(c)?.rules.length ?? 0);
+    lines += n;
+    total += n;
+    if (lines >= maxLines) {
+      batches.push(batch);
+      batch = [];
+      lines = 0;
+    }
+  }
+  if (total < maxLines) return { transactions: [], staged: NOTHING_STAGED };
+  if (batch.length > 0) batches.push(batch);
+  const p = prefix(model);
+  const chains = new Set<string>();
+  const sets = new Set<string>();
+  for (const b of batches) {
+    for (const port of b) {
+      for (const c of port.chains) chains.add(c);
+      for (const s of port.affinitySets) sets.add(s);
+    }
+  }
+  const transactions = batches.map((b) => new NftTransaction(function* () {
+    yield `add table ${p} { comment ${quote(TABLE_COMMENT)} ; }`;
+    for (const c of model.chains.values()) if (!c.base && !isServiceChainName(c.name)) yield chainDecl(p, c);
+    for (const s of model.sets.values()) if (!isAffinitySetName(s.name) && !model.absentSets.includes(s.name)) yield setDecl(p, s);
+    const own = b.flatMap((port) => port.chains.flatMap((c) => model.chains.get(c) ?? []));
+    for (const port of b) for (const s of port.affinitySets) {
+      const set = model.sets.get(s);
+      if (set) yield setDecl(p, set);
+    }
+    for (const c of own) {
+      yield chainDecl(p, c);
+      yield `flush chain ${p} ${c.name}`;
+    }
+    for (const c of own) yield* ruleLines(p, c);
+  }, []));
+  return { transactions, staged: { chains, sets } };
+}
+
 export interface FullSyncOptions {
   /** Chains that exist now (from `nft list chains`, or the previous model): unused per-service ones get flushed. */
   readonly existingChains?: Iterable<string>;
   /** Sets that exist now: unused affinity-* sets get deleted (no element refers to them). */
   readonly existingSets?: Iterable<string>;
+  /** Written already by staging transactions (serializeStages). */
+  readonly staged?: StagedObjects | undefined;
 }
 
 /**
@@ -92,18 +166,21 @@ export function serializeFull(model: NftablesModel, options: FullSyncOptions = {
   for (const s of new Set(options.existingSets ?? [])) {
     if (isAffinitySetName(s) && !model.sets.has(s)) staleSets.push(s);
   }
+  const staged = options.staged ?? NOTHING_STAGED;
   return new NftTransaction(function* () {
     yield `add table ${p} { comment ${quote(TABLE_COMMENT)} ; }`;
     for (const c of model.chains.values()) {
+      if (staged.chains.has(c.name)) continue;
       yield chainDecl(p, c);
       yield `flush chain ${p} ${c.name}`;
     }
     for (const s of model.sets.values()) {
+      if (staged.sets.has(s.name)) continue;
       yield setDecl(p, s);
       if (model.absentSets.includes(s.name)) yield `delete ${s.kind} ${p} ${s.name}`;
       else if (!isAffinitySetName(s.name)) yield `flush ${s.kind} ${p} ${s.name}`;
     }
-    for (const c of model.chains.values()) yield* ruleLines(p, c);
+    for (const c of model.chains.values()) if (!staged.chains.has(c.name)) yield* ruleLines(p, c);
     for (const [name, elems] of model.elements) {
       const s = model.sets.get(name);
       if (!s || model.absentSets.includes(name)) continue;
@@ -121,6 +198,8 @@ export interface PartialSyncOptions {
   readonly changed?: Iterable<ServicePortName>;
   /** Further chains to rewrite even if they look unchanged (e.g. the fixed chains, to repair an outside flush). */
   readonly rewriteChains?: Iterable<string>;
+  /** Written already by staging transactions (serializeStages). */
+  readonly staged?: StagedObjects | undefined;
 }
 
 /**
@@ -137,6 +216,7 @@ export function serializePartial(model: NftablesModel, options: PartialSyncOptio
     throw new Error(`nftables partial sync: previous model is for ${prefix(prev)}, not ${prefix(model)}`);
   }
   const p = prefix(model);
+  const staged = options.staged ?? NOTHING_STAGED;
   const forced = new Set<string>();
   for (const spn of options.changed ?? []) for (const c of model.servicePorts.get(spn)?.chains ?? []) forced.add(c);
   for (const c of options.rewriteChains ?? []) if (model.chains.has(c)) forced.add(c);
@@ -156,6 +236,7 @@ export function serializePartial(model: NftablesModel, options: PartialSyncOptio
   // Sets and maps that are new, or that must vanish now.
   const setLines: string[] = [];
   for (const s of model.sets.values()) {
+    if (staged.sets.has(s.name)) continue;
     const wasAbsent = !prev.sets.has(s.name) || prev.absentSets.includes(s.name);
     const isAbsent = model.absentSets.includes(s.name);
     if (!prev.sets.has(s.name)) setLines.push(setDecl(p, s));
@@ -166,6 +247,7 @@ export function serializePartial(model: NftablesModel, options: PartialSyncOptio
   // Chains: declare all new ones first (rules and elements may refer to any of them).
   const rewrite: NftChain[] = [];
   for (const c of model.chains.values()) {
+    if (staged.chains.has(c.name)) continue;
     const old = prev.chains.get(c.name);
     // The incremental renderer reuses unchanged ports' chain objects: identity means unchanged.
     if (old === c && !forced.has(c.name)) continue;

@@ -11,7 +11,7 @@ import { FakeExec, type ExecCall } from '../../../src/platform/exec.js';
 import { ep, slice, svc } from '../../helpers/objects.js';
 
 /** listTakesMs: how long (on the fake clock) the periodic check's `nft list chain` takes. */
-function setup(listTakesMs = 0) {
+function setup(listTakesMs = 0, stageLines?: number) {
   const fake = new FakeExec();
   // The table exists and is intact after the first sync.
   const table = { flushed: false };
@@ -28,6 +28,7 @@ function setup(listTakesMs = 0) {
   const backend = new NftablesBackend({
     exec, conntrack: new Conntrack(fake.exec), clock, log, metrics,
     render: { nodeName: 'n1', nodeIPs: ['198.18.200.1'], nodePortAddresses: [], clusterCIDRs: ['198.18.0.0/19'], masqueradeAll: false, masqueradeBit: 14, family: 'IPv4' },
+    ...(stageLines === undefined ? {} : { stageLines }),
   });
   return { fake, metrics, log, clock, backend, table, builder: new SnapshotBuilder('n1') };
 }
@@ -201,4 +202,72 @@ test('existing chains and sets are read by name from our table only', () => {
   assert.deepEqual(namesInTable('ip', /^chain$/), ['services', 'endpoint-X-ns/web/tcp/http__198.18.10.2/8080']);
   assert.deepEqual(namesInTable('ip', /^(set|map)$/), ['cluster-ips', 'service-ips']);
   assert.deepEqual(namesInTable('ip6', /^chain$/), ['services6']);
+});
+
+/** Three services with endpoints (one with affinity): a few dozen lines of per-port chains. */
+function threeServices(builder: SnapshotBuilder): void {
+  for (const [i, name] of ['a', 'b', 'c'].entries()) {
+    builder.handle({ kind: 'Service', type: 'add', object: svc('ns1', name, { clusterIP: `198.18.100.${i + 2}`, ...(name === 'b' ? { sessionAffinity: 'ClientIP' as const, sessionAffinityTimeoutSeconds: 60 } : {}) }) });
+    builder.handle({ kind: 'EndpointSlice', type: 'add', object: slice('ns1', name, name, [ep(`198.18.10.${i + 2}`), ep(`198.18.11.${i + 2}`)]) });
+  }
+}
+
+/** `nft list chains ip` as the kernel prints it, for these chains of our table. */
+const chainListing = (chains: readonly string[]): string => `table ip kube-proxy {\n${chains.map((c) => `\tchain ${c} {\n\t}\n`).join('')}}\n`;
+const written = (tx: string): string[] => [...tx.matchAll(/^add rule ip kube-proxy (\S+) /gm)].map((m) => m[1] ?? '');
+
+test('a full sync of many new service ports stages their chains ahead; a failed main transaction leaves them to be staged again', async () => {
+  const { fake, backend, builder, metrics } = setup(0, 10);
+  threeServices(builder);
+  let failMain = true;
+  fake.respond((c) => c.cmd === 'nft' && c.args[0] === '-f' && failMain && (c.input ?? '').includes('\nflush map '), { code: 1, stderr: '/dev/stdin:2:1-20: Error: Could not process rule: Device or resource busy\n' });
+  await assert.rejects(backend.sync(builder.next()), /nft -f failed/);
+  const first = txs(fake.calls);
+  assert.ok(first.length >= 3, `${first.length} transactions: stages, then the main one`);
+  const stages = first.slice(0, -1);
+  const staged = stages.flatMap(written);
+  assert.ok(staged.some((c) => c.startsWith('service-')) && staged.some((c) => c.startsWith('endpoint-')));
+  for (const t of stages) assert.doesNotMatch(t, /element|flush map|hook/, 'a stage touches nothing traffic sees');
+  assert.match(first.at(-1) ?? '', /add element ip kube-proxy service-ips \{ 198\.18\.100\.2 \. tcp \. 80 : goto service-/);
+  for (const c of staged) assert.ok(!written(first.at(-1) ?? '').includes(c), `the main transaction leaves ${c} to the stage`);
+  assert.match(await metrics.text(), /kubeproxy_sync_proxy_rules_nftables_sync_failures_total 1/);
+
+  // The staged chains now exist in the kernel, unreferenced; the retry stages them again.
+  fake.respond((c) => c.cmd === 'nft' && c.args.join(' ') === 'list chains ip', { stdout: chainListing([...new Set(staged)]) });
+  failMain = false;
+  fake.calls.length = 0;
+  await backend.sync(builder.next());
+  const retry = txs(fake.calls);
+  assert.deepEqual(retry.slice(0, -1).flatMap(written).sort(), [...staged].sort(), 'the same chains are staged again');
+  assert.match(retry.at(-1) ?? '', /flush map ip kube-proxy service-ips/);
+
+  // A restarted kproxy cannot tell whether existing chains are referenced: it rewrites them in
+  // the main transaction, as one full sync always did.
+  const restarted = setup(0, 10);
+  threeServices(restarted.builder);
+  restarted.fake.respond((c) => c.cmd === 'nft' && c.args.join(' ') === 'list chains ip', { stdout: chainListing([...new Set(staged)]) });
+  await restarted.backend.sync(restarted.builder.next());
+  const once = txs(restarted.fake.calls);
+  assert.equal(once.length, 1, 'no stages for chains that exist');
+  for (const c of new Set(staged)) assert.ok(written(once[0] ?? '').includes(c), c);
+});
+
+test('a partial sync stages the new ports it adds; a failed stage stops it before its main transaction, and the full sync that follows completes', async () => {
+  const { fake, backend, builder, metrics } = setup(0, 10);
+  builder.handle({ kind: 'Service', type: 'add', object: svc('ns1', 'web') });
+  await backend.sync(builder.next());
+  assert.equal(txs(fake.calls).length, 1, 'one small service: no stages');
+  threeServices(builder);
+  let n = 0;
+  fake.respond((c) => c.cmd === 'nft' && c.args[0] === '-f' && ++n === 2, { code: 1, stderr: 'Error: Could not process rule: No space left on device\n' });
+  fake.calls.length = 0;
+  await backend.sync(builder.next());
+  const sent = txs(fake.calls);
+  const fullAt = sent.findIndex((t) => /flush map /.test(t));
+  assert.equal(fullAt, sent.length - 1, 'the full sync\'s main transaction is the last');
+  assert.doesNotMatch(sent[0] ?? '', /element/, 'the partial sync began with a stage');
+  assert.ok(sent.slice(0, fullAt).every((t) => !/element/.test(t)), 'after its failed stage, the partial sync ran no main transaction: only stages came before the full one');
+  assert.ok(sent.slice(2, fullAt).length >= 2, 'the full sync staged the new ports again');
+  assert.match(sent[fullAt] ?? '', /add element ip kube-proxy service-ips \{ 198\.18\.100\.3 \. tcp \. 80 : goto service-/);
+  assert.match(await metrics.text(), /kubeproxy_sync_proxy_rules_nftables_sync_failures_total 1/);
 });

@@ -9,10 +9,11 @@ import { namespacedName, servicePortName } from '../../../src/core/ids.js';
 import type { EndpointSliceObject, ServiceObject } from '../../../src/core/objects.js';
 import type { SnapshotBuilder } from '../../../src/core/snapshot.js';
 import { renderNftables } from '../../../src/backends/nftables/render.js';
-import { serializeCleanup, serializeDeleteChains, serializeFull, serializePartial, stillStale } from '../../../src/backends/nftables/serialize.js';
+import { serializeCleanup, serializeDeleteChains, serializeFull, serializePartial, serializeStages, stillStale } from '../../../src/backends/nftables/serialize.js';
+import { isServiceChainName } from '../../../src/backends/nftables/names.js';
 import { assertGolden } from '../../helpers/golden.js';
 import { ep, slice, svc } from '../../helpers/objects.js';
-import { OPTS, builder, port, type Obj } from './fixture.js';
+import { OPTS, builder, overall, port, snapshot, type Obj } from './fixture.js';
 
 const p80 = { portName: 'p80', port: 80 } as const;
 const spn = (ns: string, name: string, p: string) => servicePortName(namespacedName(ns, name), p);
@@ -152,4 +153,70 @@ test('partial refuses a model of another family', () => {
 test('stillStale drops chains the new model uses again', () => {
   const m = renderNftables(builder(world()).next(), OPTS);
   assert.deepEqual(stillStale(m, ['service-ULMVA6XW-ns1/svc1/tcp/p80', 'service-GONE0000-ns9/x/tcp/p', 'service-GONE0000-ns9/x/tcp/p']), ['service-GONE0000-ns9/x/tcp/p']);
+});
+
+/** Lines that write chain `c` (declare, flush, or add a rule to it). */
+const writesChain = (line: string, c: string): boolean =>
+  line === `add chain ip kube-proxy ${c}` || line.startsWith(`add chain ip kube-proxy ${c} {`) || line === `flush chain ip kube-proxy ${c}` || line.startsWith(`add rule ip kube-proxy ${c} `);
+
+test('staging: new service ports go ahead in bounded transactions that nothing traffic sees refers to; with the main one they are the full sync', () => {
+  const m = renderNftables(snapshot(overall()), OPTS);
+  const full = serializeFull(m).text.split('\n').filter((l) => l !== '');
+  const { transactions, staged } = serializeStages(m, m.servicePorts.values(), 20);
+  assert.ok(transactions.length >= 3, `${transactions.length} stages`);
+  assertGolden('nftables/staged-overall.nft', [...transactions.map((t, i) => `# staging transaction ${i + 1} of ${transactions.length}\n${t.text}`), `# main transaction\n${serializeFull(m, { staged }).text}`].join(''));
+  assert.deepEqual([...staged.chains].sort(), [...m.servicePorts.values()].flatMap((p) => p.chains).sort(), 'every port\'s chains are staged');
+  assert.ok(staged.sets.size > 0 && [...staged.sets].every((s) => s.startsWith('affinity-')));
+  const stageLines = transactions.flatMap((t) => t.text.split('\n').filter((l) => l !== ''));
+  for (const t of transactions) {
+    const lines = t.text.split('\n').filter((l) => l !== '');
+    for (const l of lines) {
+      assert.doesNotMatch(l, /^(add|delete) element |^flush (map|set) |^delete /, `a stage changes nothing traffic sees: ${l}`);
+      assert.doesNotMatch(l, / hook /, `a stage declares no base chain: ${l}`);
+      const f = /^flush chain ip kube-proxy (\S+)$/.exec(l);
+      if (f?.[1]) assert.ok(staged.chains.has(f[1]), `a stage flushes only its own new chains: ${l}`);
+      const r = /^add rule ip kube-proxy (\S+) /.exec(l);
+      if (r?.[1]) assert.ok(staged.chains.has(r[1]), `a stage writes rules only into its own new chains: ${l}`);
+    }
+    // Bounded: the stage's own chains stop at the first port that reaches 20 lines.
+    const own = lines.filter((l) => /^(add rule|flush chain) /.test(l)).length;
+    assert.ok(own < 20 + 20, `${own} lines of chains in one stage`);
+  }
+  const main = serializeFull(m, { staged }).text.split('\n').filter((l) => l !== '');
+  for (const c of staged.chains) assert.ok(!main.some((l) => writesChain(l, c)), `the main transaction leaves staged chain ${c} alone`);
+  for (const s of staged.sets) assert.ok(!main.some((l) => l.startsWith(`add set ip kube-proxy ${s} `)), `and staged set ${s}`);
+  assert.ok(main.some((l) => l.startsWith('add element ip kube-proxy service-ips ')), 'the map elements pointing at the staged chains are in the main transaction');
+  assert.deepEqual([...new Set([...stageLines, ...main])].sort(), [...new Set(full)].sort(), 'stages and main write exactly what one full transaction writes');
+});
+
+test('staging: only the ports given are staged, and nothing below one transaction\'s worth', () => {
+  const m = renderNftables(snapshot(overall()), OPTS);
+  assert.equal(serializeStages(m, m.servicePorts.values(), 1_000_000).transactions.length, 0);
+  assert.equal(serializeStages(m, m.servicePorts.values(), 1_000_000).staged.chains.size, 0);
+  const svc1 = m.servicePorts.get(spn('ns1', 'svc1', 'p80'));
+  assert.ok(svc1);
+  const one = serializeStages(m, [svc1], 1);
+  assert.equal(one.transactions.length, 1);
+  assert.deepEqual([...one.staged.chains], [...svc1.chains]);
+  assert.ok([...one.staged.chains].every(isServiceChainName));
+  const text = one.transactions[0]?.text ?? '';
+  assert.doesNotMatch(text, /ns2\/svc2/);
+  assert.match(text, /^add chain ip kube-proxy mark-for-masquerade/m, 'the shared chains a rule may jump to are declared');
+  assert.doesNotMatch(text, /^flush chain ip kube-proxy mark-for-masquerade/m, 'but not flushed');
+});
+
+test('staging in a partial sync: the new service\'s chains are left to the stages, its map elements are not', () => {
+  const b = builder(world());
+  const m1 = renderNftables(b.next(), OPTS);
+  b.handle({ kind: 'Service', type: 'add', object: svc('ns3', 'svc3', { clusterIP: '172.30.0.43', ports: [port('p80', 80)] }) });
+  b.handle({ kind: 'EndpointSlice', type: 'add', object: slice('ns3', 'svc3-1', 'svc3', [ep('10.180.0.7')], p80) });
+  const s2 = b.next();
+  const m2 = renderNftables(s2, OPTS);
+  const port3 = m2.servicePorts.get(spn('ns3', 'svc3', 'p80'));
+  assert.ok(port3);
+  const { transactions, staged } = serializeStages(m2, [port3], 1);
+  assert.equal(transactions.length, 1);
+  const tx = serializePartial(m2, { previous: m1, changed: s2.changed, staged }).text.split('\n');
+  for (const c of port3.chains) assert.ok(!tx.some((l) => writesChain(l, c)), c);
+  assert.ok(tx.some((l) => /^add element ip kube-proxy service-ips \{ 172\.30\.0\.43 \. tcp \. 80 .*: goto service-/.test(l)), tx.join('\n'));
 });
