@@ -1,6 +1,7 @@
 /**
  * nftables mode: render the snapshot into upstream's `kube-proxy` table and apply each sync as
- * one `nft -f -` transaction (the kernel applies it all or nothing). Partial syncs rewrite only
+ * one `nft -f -` transaction (the kernel applies it all or nothing), after staging transactions
+ * that load the chains of new service ports nothing refers to yet. Partial syncs rewrite only
  * changed chains and diff set/map elements; per-service chains that went stale are flushed at
  * once and deleted at a later sync, at least a second afterwards (before Linux 6.2 a chain a
  * just-deleted map element pointed at is still "in use" for a moment, as upstream notes).

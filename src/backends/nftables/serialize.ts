@@ -1,6 +1,7 @@
 /**
- * Deterministic `nft -f -` transactions for a model. One transaction per sync, applied
- * atomically by the kernel: it either all happens or none of it does.
+ * Deterministic `nft -f -` transactions for a model. One main transaction per sync, applied
+ * atomically by the kernel: it either all happens or none of it does; staging transactions
+ * ahead of it (serializeStages) write only chains and sets nothing refers to yet.
  *
  * Stale per-service chains are flushed, not deleted: with kernels before 6.2, deleting a map
  * element that points at a chain leaves the chain "in use" for a short while, so deleting the
