@@ -20,7 +20,7 @@
  * Env: BENCH_SIZES (default 1000,10000; 30000 is supported), BENCH_MODES (iptables,nftables),
  * BENCH_RUNS (5), BENCH_KERNEL_RUNS (3; 1 at ≥30,000), BENCH_TOOL_TIMEOUT_S (900 per tool run),
  * BENCH_DEADLINE_MIN (90: later steps print n/a), BENCH_NFT_BACKEND_MAX (1000), BENCH_NFT_ONE_TX_MAX (1000),
- * BENCH_NAMESPACES (1; 0 = in-process columns only). Needs root for the namespace columns (n/a otherwise).
+ * BENCH_NAMESPACES (1; 0 = in-process columns only), BENCH_TOOL_ALONE (1; 0 = kproxy end to end only). Needs root for the namespace columns (n/a otherwise).
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -54,6 +54,7 @@ const TOOL_TIMEOUT_MS = Number(env('BENCH_TOOL_TIMEOUT_S', '900')) * 1000;
 const DEADLINE = performance.now() + Number(env('BENCH_DEADLINE_MIN', '90')) * 60_000;
 const NFT_BACKEND_MAX = Number(env('BENCH_NFT_BACKEND_MAX', '1000'));
 const NFT_ONE_TX_MAX = Number(env('BENCH_NFT_ONE_TX_MAX', '1000'));
+const TOOL_ALONE = env('BENCH_TOOL_ALONE', '1') !== '0';
 const kernelRuns = (n: number): number => Number(process.env.BENCH_KERNEL_RUNS ?? (n >= 30000 ? '1' : '3'));
 
 function log(msg: string): void {
@@ -287,10 +288,12 @@ async function main(): Promise<void> {
         let tool: ToolTimes = { full: NaN, partial: NaN };
         let e2e: EndToEnd = { startToSynced: NaN, fullSync: NaN, editToSynced: NaN, partialSync: NaN, rssMB: NaN };
         if (root && performance.now() < DEADLINE) {
-          log(`${n} services, ${mode}: kernel tool alone ×${runs}`);
-          tool = mode === 'iptables'
-            ? await toolAlone('iptables-legacy-restore', ['--noflush'], ip.texts, runs)
-            : await toolAlone('nft', ['-f', '-'], ip.texts, runs);
+          if (TOOL_ALONE) {
+            log(`${n} services, ${mode}: kernel tool alone ×${runs}`);
+            tool = mode === 'iptables'
+              ? await toolAlone('iptables-legacy-restore', ['--noflush'], ip.texts, runs)
+              : await toolAlone('nft', ['-f', '-'], ip.texts, runs);
+          }
           if (mode === 'nftables' && ip.texts.oneTransaction && n <= NFT_ONE_TX_MAX) {
             const one = await toolAlone('nft', ['-f', '-'], { full: [ip.texts.oneTransaction], partial: ip.texts.partial }, runs);
             extra.push(`nft -f of the full sync as one transaction at ${n.toLocaleString('en')}: ${ms(one.full)} (staged, as kproxy runs it: ${ms(tool.full)} in ${ip.texts.full.length} transactions)`);
