@@ -42,6 +42,7 @@ import { Conntrack } from '../src/platform/conntrack.js';
 import type { Exec } from '../src/platform/exec.js';
 import { Iptables } from '../src/platform/iptables.js';
 import { createNetns, isRoot, runHost, type Netns, type NetnsProcess } from '../src/platform/netns.js';
+import { kernelQuiet } from './kproxy-proc.js';
 
 const BIN = fileURLToPath(new URL('../../bin/kproxy.js', import.meta.url));
 const CLIENT_IP = '198.18.1.2';
@@ -135,6 +136,8 @@ async function ipn(ns: Netns, args: string[]): Promise<void> {
 }
 
 async function buildTopology(all: Netns[]): Promise<Topology> {
+  // An earlier bench's big namespace may still be being removed by the kernel.
+  await kernelQuiet((m) => process.stderr.write(`[bench:datapath] ${m}\n`));
   const mk = async (): Promise<Netns> => {
     const ns = await createNetns('bench-dp');
     all.push(ns);

@@ -4,7 +4,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import type { Netns, NetnsProcess } from '../src/platform/netns.js';
+import { createNetns, waitForNetnsCleanup, type Netns, type NetnsProcess } from '../src/platform/netns.js';
 
 export const KPROXY_BIN = fileURLToPath(new URL('../../bin/kproxy.js', import.meta.url));
 
@@ -128,4 +128,20 @@ export function percentile(xs: readonly number[], p: number): number {
 export function ms(x: number): string {
   if (!Number.isFinite(x)) return 'n/a';
   return x >= 10_000 ? `${(x / 1000).toFixed(1)} s` : `${x.toFixed(x < 10 ? 1 : 0)} ms`;
+}
+
+/**
+ * Waits until the kernel has finished tearing down earlier namespaces: a deleted namespace
+ * holding a 30,000-service ruleset takes the kernel minutes to remove, under locks the next
+ * restore needs, and that time must not be counted as the next run's (waitForNetnsCleanup).
+ */
+export async function kernelQuiet(log: (msg: string) => void): Promise<void> {
+  const w = await waitForNetnsCleanup();
+  if (w.waitedMs >= 1000 || w.timedOut) log(`waited ${(w.waitedMs / 1000).toFixed(1)} s for the kernel to finish removing earlier namespaces${w.timedOut ? ' (gave up waiting)' : ''}`);
+}
+
+/** A fresh namespace, once the kernel is quiet (kernelQuiet). */
+export async function freshNetns(prefix: string, log: (msg: string) => void): Promise<Netns> {
+  await kernelQuiet(log);
+  return createNetns(prefix);
 }

@@ -26,9 +26,9 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { endpointChainName } from '../src/backends/iptables/names.js';
 import { servicePortName, namespacedName } from '../src/core/ids.js';
-import { cleanupStaleNetns, createNetns, isRoot, type Netns, type NetnsProcess } from '../src/platform/netns.js';
+import { cleanupStaleNetns, isRoot, type Netns, type NetnsProcess } from '../src/platform/netns.js';
 import { generateCluster, writeManifests, writeSliceFile, type Raw } from './cluster-gen.js';
-import { median, ms, percentile, startKproxy } from './kproxy-proc.js';
+import { freshNetns, median, ms, percentile, startKproxy } from './kproxy-proc.js';
 
 type Mode = 'iptables' | 'nftables';
 type SourceKind = 'manifests' | 'apiserver';
@@ -214,7 +214,7 @@ async function main(): Promise<void> {
   for (const mode of MODES) {
     for (const source of SOURCES) {
       const dir = mkdtempSync(join(tmpdir(), 'kproxy-bench-lat-'));
-      const ns = await createNetns('bench-lat');
+      const ns = await freshNetns('bench-lat', log);
       try {
         const r = await run(mode, source, ns, dir);
         results.push(r);

@@ -17,21 +17,22 @@
  */
 import { performance } from 'node:perf_hooks';
 import { NftablesRenderer } from '../src/backends/nftables/render.js';
-import { serializeFull, serializePartial } from '../src/backends/nftables/serialize.js';
+import { serializeFull, serializePartial, serializeStages } from '../src/backends/nftables/serialize.js';
+import { STAGE_LINES } from '../src/backends/nftables/backend.js';
 import type { EndpointSliceObject } from '../src/core/objects.js';
 import { SnapshotBuilder } from '../src/core/snapshot.js';
 import { textOf } from '../src/core/text.js';
-import { cleanupStaleNetns, createNetns, isRoot, type Netns } from '../src/platform/netns.js';
+import { cleanupStaleNetns, isRoot, type Netns } from '../src/platform/netns.js';
 import { BENCH_RENDER_OPTS, generateCluster, toSourceEvents } from './cluster-gen.js';
-import { median, ms } from './kproxy-proc.js';
+import { freshNetns, median, ms } from './kproxy-proc.js';
 
 const NODE = BENCH_RENDER_OPTS.nodeName;
 const SIZES = (process.env.BENCH_SIZES ?? '1000,10000').split(',').map(Number);
 const RUNS = Number(process.env.BENCH_FLOOR_RUNS ?? '5');
 const PROBE_CHAIN = 'bench-floor-probe';
 
-/** The full text of n services, and the partial text of one endpoint change after it. */
-function texts(n: number): { full: string; partial: string } {
+/** The full sync of n services as kproxy runs it (staging transactions, then the main one), and the partial text of one endpoint change after it. */
+function texts(n: number): { full: string[]; partial: string } {
   const events = toSourceEvents((() => {
     const c = generateCluster({ services: n, endpointsPerService: 10, nodeName: NODE });
     return [...c.services, ...c.slices];
@@ -40,7 +41,8 @@ function texts(n: number): { full: string; partial: string } {
   for (const e of events) b.handle(e);
   const r = new NftablesRenderer(BENCH_RENDER_OPTS);
   const before = r.render(b.next());
-  const full = textOf(serializeFull(before));
+  const { transactions, staged } = serializeStages(before, before.servicePorts.values(), STAGE_LINES);
+  const full = [...transactions, serializeFull(before, { staged })].map(textOf);
   const slice = events.find((e) => e.kind === 'EndpointSlice')?.object as EndpointSliceObject;
   b.handle({ kind: 'EndpointSlice', type: 'update', previous: slice, object: { ...slice, endpoints: slice.endpoints.slice(1) } });
   const snap = b.next();
@@ -65,10 +67,12 @@ async function main(): Promise<void> {
   const rows: string[] = [];
   for (const n of SIZES) {
     const { full, partial } = texts(n);
-    const ns = await createNetns('bench-floor');
+    const ns = await freshNetns('bench-floor', (m) => process.stderr.write(`[bench:nft-floor] ${m}\n`));
     try {
-      const load = await nftF(ns, full);
-      process.stderr.write(`[bench:nft-floor] ${n} services: full ruleset (${(full.length / 1e6).toFixed(1)} MB) applied in ${ms(load)}\n`);
+      let load = 0;
+      for (const text of full) load += await nftF(ns, text);
+      const mb = full.reduce((a, t) => a + t.length, 0) / 1e6;
+      process.stderr.write(`[bench:nft-floor] ${n} services: full ruleset (${mb.toFixed(1)} MB, ${full.length} transactions) applied in ${ms(load)}\n`);
       await nftF(ns, `add chain ip kube-proxy ${PROBE_CHAIN}\n`);
       const probes: [string, string][] = [
         ['add table', 'add table ip kube-proxy\n'],

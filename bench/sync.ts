@@ -38,9 +38,9 @@ import type { NftablesModel } from '../src/backends/nftables/model.js';
 import type { EndpointSliceObject } from '../src/core/objects.js';
 import { SnapshotBuilder, type Snapshot } from '../src/core/snapshot.js';
 import type { ChunkedText } from '../src/core/text.js';
-import { cleanupStaleNetns, createNetns, isRoot, type Netns } from '../src/platform/netns.js';
+import { cleanupStaleNetns, isRoot, type Netns } from '../src/platform/netns.js';
 import { BENCH_RENDER_OPTS as RENDER_OPTS, generateCluster, sliceWithEndpoints, toSourceEvents, writeManifests, writeSliceFile, type Cluster } from './cluster-gen.js';
-import { median, ms, startKproxy } from './kproxy-proc.js';
+import { freshNetns, median, ms, startKproxy } from './kproxy-proc.js';
 
 type Mode = 'iptables' | 'nftables';
 
@@ -160,7 +160,7 @@ interface ToolTimes {
 }
 
 async function withNetns<T>(fn: (ns: Netns) => Promise<T>): Promise<T> {
-  const ns = await createNetns('bench-sync');
+  const ns = await freshNetns('bench-sync', log);
   try {
     return await fn(ns);
   } finally {

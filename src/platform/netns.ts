@@ -13,7 +13,7 @@
  * `exec: ns.exec` programs the kernel of that namespace instead of the host's.
  */
 import { spawn as spawnChild, spawnSync, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { parseCIDR, parseIPv4 } from '../core/ip.js';
 import { runTool, type ExecOptions, type ExecResult } from './exec.js';
 
@@ -404,6 +404,44 @@ export async function cleanupStaleNetns(prefix: string): Promise<string[]> {
     removed.push(name);
   }
   return removed;
+}
+
+/**
+ * Whether the kernel is still tearing down a deleted network namespace: `ip netns del` returns at
+ * once and the kernel's `netns` workqueue cleans up afterwards, which for a namespace holding a
+ * big ruleset takes minutes (at 30,000 services: every `-m recent` table and every nf_tables set
+ * is unlinked from a list walked by name) and holds locks the next namespace's restore needs.
+ * A kworker running that queue's work shows it in its name (`kworker/u8:1+netns`).
+ */
+export function netnsCleanupRunning(procRoot = '/proc'): boolean {
+  for (const entry of readdirSync(procRoot)) {
+    if (!/^\d+$/.test(entry)) continue;
+    let comm: string;
+    try {
+      comm = readFileSync(`${procRoot}/${entry}/comm`, 'utf8');
+    } catch {
+      continue; // gone meanwhile
+    }
+    if (/^kworker\/.*\+netns\b/.test(comm)) return true;
+  }
+  return false;
+}
+
+/**
+ * Waits until no namespace teardown has run for `quietMs` (checked every `pollMs`), at most
+ * `timeoutMs`; resolves with how long it waited, and whether it gave up. Benches call it between
+ * timed runs, so that one run's teardown is not timed as part of the next.
+ */
+export async function waitForNetnsCleanup(options: { timeoutMs?: number; pollMs?: number; quietMs?: number; procRoot?: string } = {}): Promise<{ waitedMs: number; timedOut: boolean }> {
+  const { timeoutMs = 30 * 60_000, pollMs = 500, quietMs = 2000, procRoot = '/proc' } = options;
+  const start = Date.now();
+  let quietSince = Date.now();
+  for (;;) {
+    if (netnsCleanupRunning(procRoot)) quietSince = Date.now();
+    else if (Date.now() - quietSince >= quietMs) return { waitedMs: Math.max(0, quietSince - start), timedOut: false };
+    if (Date.now() - start >= timeoutMs) return { waitedMs: Date.now() - start, timedOut: true };
+    await new Promise((r) => setTimeout(r, pollMs));
+  }
 }
 
 export function isRoot(): boolean {
