@@ -114,22 +114,26 @@ export class NftablesBackend implements Backend {
    */
   private async existing(model: NftablesModel): Promise<{ chains: string[]; sets: string[]; missing: Set<string> }> {
     const missing = new Set([...model.chains.keys()].filter(isServiceChainName));
-    const list = async (args: string[], kind: RegExp, stale: (name: string) => boolean): Promise<string[]> => {
+    /** The stale names in one listing; undefined when nft fails (no table is not a failure). */
+    const list = async (args: string[], kind: RegExp, stale: (name: string) => boolean): Promise<string[] | undefined> => {
       const out: string[] = [];
       const r = await execLines(this.opts.exec, 'nft', args, tableNames(this.family, TABLE, kind, (n) => {
         if (stale(n)) out.push(copyOf(n));
       }));
-      return r.code === 0 ? out : [];
+      return r.code === 0 ? out : undefined;
     };
     const staleSet = (s: string): boolean => isAffinitySetName(s) && !model.sets.has(s);
-    const staleChain = (c: string): boolean => {
+    const chains = await list(['list', 'chains', this.family], /^chain$/, (c) => {
       missing.delete(c);
       return isServiceChainName(c) && !model.chains.has(c);
-    };
+    });
+    const sets = await list(['-t', 'list', 'sets', this.family], /^set$/, staleSet);
+    const maps = await list(['-t', 'list', 'maps', this.family], /^map$/, staleSet);
     return {
-      chains: await list(['list', 'chains', this.family], /^chain$/, staleChain),
-      sets: [...await list(['-t', 'list', 'sets', this.family], /^set$/, staleSet), ...await list(['-t', 'list', 'maps', this.family], /^map$/, staleSet)],
-      missing,
+      chains: chains ?? [],
+      sets: [...sets ?? [], ...maps ?? []],
+      // Without the chain listing, no chain is known to be missing, and nothing is staged.
+      missing: chains === undefined ? new Set() : missing,
     };
   }
 

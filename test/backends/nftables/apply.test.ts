@@ -271,3 +271,13 @@ test('a partial sync stages the new ports it adds; a failed stage stops it befor
   assert.match(sent[fullAt] ?? '', /add element ip kube-proxy service-ips \{ 198\.18\.100\.3 \. tcp \. 80 : goto service-/);
   assert.match(await metrics.text(), /kubeproxy_sync_proxy_rules_nftables_sync_failures_total 1/);
 });
+
+test('a full sync that cannot list the existing chains stages nothing: any of them might be in use', async () => {
+  const { fake, backend, builder } = setup(0, 10);
+  fake.respond((c) => c.cmd === 'nft' && c.args.join(' ') === 'list chains ip', { code: 1, stderr: 'Error: cache initialization failed: Operation not permitted\n' });
+  threeServices(builder);
+  await backend.sync(builder.next());
+  const sent = txs(fake.calls);
+  assert.equal(sent.length, 1, 'one transaction, as before staging');
+  assert.match(sent[0] ?? '', /flush chain ip kube-proxy service-\S+-ns1\/a\/tcp\/http\n/);
+});
