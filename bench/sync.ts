@@ -293,12 +293,12 @@ async function main(): Promise<void> {
             tool = mode === 'iptables'
               ? await toolAlone('iptables-legacy-restore', ['--noflush'], ip.texts, runs)
               : await toolAlone('nft', ['-f', '-'], ip.texts, runs);
+            if (mode === 'nftables' && ip.texts.oneTransaction && n <= NFT_ONE_TX_MAX) {
+              const one = await toolAlone('nft', ['-f', '-'], { full: [ip.texts.oneTransaction], partial: ip.texts.partial }, runs);
+              extra.push(`nft -f of the full sync as one transaction at ${n.toLocaleString('en')}: ${ms(one.full)} (staged, as kproxy runs it: ${ms(tool.full)} in ${ip.texts.full.length} transactions)`);
+            }
           }
-          if (mode === 'nftables' && ip.texts.oneTransaction && n <= NFT_ONE_TX_MAX) {
-            const one = await toolAlone('nft', ['-f', '-'], { full: [ip.texts.oneTransaction], partial: ip.texts.partial }, runs);
-            extra.push(`nft -f of the full sync as one transaction at ${n.toLocaleString('en')}: ${ms(one.full)} (staged, as kproxy runs it: ${ms(tool.full)} in ${ip.texts.full.length} transactions)`);
-          }
-          if (mode === 'iptables' && n <= NFT_BACKEND_MAX) {
+          if (TOOL_ALONE && mode === 'iptables' && n <= NFT_BACKEND_MAX) {
             const nftBackend = await toolAlone('iptables-nft-restore', ['--noflush'], ip.texts, runs);
             extra.push(`iptables-nft-restore (nf_tables backend) alone at ${n.toLocaleString('en')}: full ${ms(nftBackend.full)}, partial ${ms(nftBackend.partial)} (legacy: ${ms(tool.full)}, ${ms(tool.partial)})`);
           }

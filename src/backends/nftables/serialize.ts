@@ -101,30 +101,23 @@ export function serializeStages(model: NftablesModel, ports: Iterable<ServicePor
   const batches: ServicePortObjects[][] = [];
   let batch: ServicePortObjects[] = [];
   let lines = 0;
-  let total = 0;
   for (const port of ports) {
     batch.push(port);
-    let n = port.affinitySets.length;
-    for (const c of port.chains) n += 2 + (model.chains.get(c)?.rules.length ?? 0);
-    lines += n;
-    total += n;
+    lines += port.affinitySets.length;
+    for (const c of port.chains) lines += 2 + (model.chains.get(c)?.rules.length ?? 0);
     if (lines >= maxLines) {
       batches.push(batch);
       batch = [];
       lines = 0;
     }
   }
-  if (total < maxLines) return { transactions: [], staged: NOTHING_STAGED };
+  // No batch filled: all of it is below one transaction's worth.
+  if (batches.length === 0) return { transactions: [], staged: NOTHING_STAGED };
   if (batch.length > 0) batches.push(batch);
   const p = prefix(model);
-  const chains = new Set<string>();
-  const sets = new Set<string>();
-  for (const b of batches) {
-    for (const port of b) {
-      for (const c of port.chains) chains.add(c);
-      for (const s of port.affinitySets) sets.add(s);
-    }
-  }
+  const all = batches.flat();
+  const chains = new Set(all.flatMap((port) => port.chains));
+  const sets = new Set(all.flatMap((port) => port.affinitySets));
   const transactions = batches.map((b) => new NftTransaction(function* () {
     yield `add table ${p} { comment ${quote(TABLE_COMMENT)} ; }`;
     for (const c of model.chains.values()) if (!c.base && !isServiceChainName(c.name)) yield chainDecl(p, c);
