@@ -80,7 +80,7 @@ function createBackend(config: ProxyConfig, log: Logger, metrics: ProxyMetrics, 
     case 'nftables':
       return new NftablesBackend({
         exec, conntrack: new Conntrack(exec), clock: realClock, log, metrics,
-        render: kernelRenderOptions(config),
+        render: kernelRenderOptions(config), staleCleanupMs: config.syncPeriodMs,
       });
     case 'ipvs':
       return new IpvsBackend({

@@ -4,7 +4,9 @@
  * that load the chains of new service ports nothing refers to yet. Partial syncs rewrite only
  * changed chains and diff set/map elements; per-service chains that went stale are flushed at
  * once and deleted at a later sync, at least a second afterwards (before Linux 6.2 a chain a
- * just-deleted map element pointed at is still "in use" for a moment, as upstream notes).
+ * just-deleted map element pointed at is still "in use" for a moment, as upstream notes), and
+ * with the affinity sets that went stale at most once per cleanup period: a delete makes nft load
+ * every chain and set first (see serialize.ts), which no endpoint change should wait for.
  */
 import { KproxyError, errorMessage } from '../../core/errors.js';
 import type { Snapshot } from '../../core/snapshot.js';
@@ -19,7 +21,7 @@ import { UdpConntrackCleaner } from '../conntrack-cleanup.js';
 import type { NftablesModel, NftablesRenderOptions } from './model.js';
 import { NAT_PREROUTING, TABLE, isAffinitySetName, isServiceChainName } from './names.js';
 import { NftablesRenderer, renderNftables } from './render.js';
-import { deleteChainLines, serializeCleanup, serializeFull, serializePartial, serializeStages, stillStale, type NftTransaction, type StagedObjects } from './serialize.js';
+import { deleteStaleLines, serializeCleanup, serializeFull, serializePartial, serializeStages, stillStale, type NftTransaction, type StagedObjects } from './serialize.js';
 
 export interface NftablesBackendOptions {
   readonly exec: Exec;
@@ -30,6 +32,11 @@ export interface NftablesBackendOptions {
   readonly render: NftablesRenderOptions;
   /** Size of a staging transaction, in lines (default STAGE_LINES); see serializeStages. */
   readonly stageLines?: number;
+  /**
+   * A partial sync deletes stale chains and sets at most once per this many ms (default 30 s;
+   * kproxy passes its sync period, as upstream's iptables mode cleans up in large clusters).
+   */
+  readonly staleCleanupMs?: number;
 }
 
 /**
@@ -63,6 +70,9 @@ export function tableNames(family: string, table: string, kind: RegExp, onName: 
 /** How long a flushed stale chain waits before it is deleted. */
 const STALE_CHAIN_DELAY_MS = 1000;
 
+/** Default of NftablesBackendOptions.staleCleanupMs. */
+const STALE_CLEANUP_MS = 30_000;
+
 export class NftablesBackend implements Backend {
   readonly mode = 'nftables' as const;
   private applied: NftablesModel | undefined;
@@ -72,8 +82,10 @@ export class NftablesBackend implements Backend {
   /** The background flush check running now, and whether one found our table flushed. */
   private checking: Promise<void> | undefined;
   private flushSeen = false;
-  /** Stale chains flushed earlier, with when; deleted once the delay has passed. */
+  /** Stale chains flushed earlier and stale affinity sets, with when; deleted once the delay has passed. */
   private readonly pendingStale = new Map<string, number>();
+  /** When a partial sync last deleted stale chains and sets. */
+  private lastCleanupAt = -Infinity;
   /** Chains staged by a sync whose main transaction has not committed: nothing refers to them. */
   private readonly unreferenced = new Set<string>();
   private readonly conntrack: UdpConntrackCleaner;
@@ -168,8 +180,10 @@ export class NftablesBackend implements Backend {
     if (full) this.flushSeen = false;
     else if (snap.changed.size === 0) this.startCheck();
     const now = this.opts.clock.now();
-    // Chains flushed by an earlier sync and not used again: delete them in this transaction.
-    const due = stillStale(model, [...this.pendingStale].filter(([, at]) => now - at >= STALE_CHAIN_DELAY_MS).map(([c]) => c));
+    // Chains and sets left by an earlier sync and not used again: delete them in this
+    // transaction, if the last cleanup is a period ago.
+    const cleanup = now - this.lastCleanupAt >= (this.opts.staleCleanupMs ?? STALE_CLEANUP_MS);
+    const due = !cleanup ? [] : stillStale(model, [...this.pendingStale].filter(([, at]) => now - at >= STALE_CHAIN_DELAY_MS).map(([c]) => c));
     if (!full) {
       // The fixed chains (hooks, jumps, masquerading) are rewritten in every transaction, which
       // repairs an outside flush of them, except the one the flush check looks at; a deleted table or
@@ -183,7 +197,7 @@ export class NftablesBackend implements Backend {
         const family = this.family;
         await this.nft(due.length === 0 ? partial : new ChunkedText(function* () {
           yield* partial.lines();
-          yield* deleteChainLines(family, due);
+          yield* deleteStaleLines(family, due);
         }));
       } catch (err) {
         this.opts.metrics.nftablesSyncFailures.inc();
@@ -198,17 +212,20 @@ export class NftablesBackend implements Backend {
         const staged = await this.stage(model, (c) => ex.missing.has(c) || this.unreferenced.has(c));
         tx = serializeFull(model, { existingChains: ex.chains, existingSets: ex.sets, staged });
         await this.nft(tx);
+        // It deleted the stale affinity sets it listed; one it did not list is gone already.
+        for (const n of [...this.pendingStale.keys()]) if (isAffinitySetName(n)) this.pendingStale.delete(n);
       } catch (err) {
         if (!partialFailed) this.opts.metrics.nftablesSyncFailures.inc(); // one failed sync counts once
         this.applied = undefined;
         throw err;
       }
-    } else {
+    } else if (due.length > 0) {
       for (const c of due) this.pendingStale.delete(c);
+      this.lastCleanupAt = now;
     }
     this.unreferenced.clear();
-    for (const c of [...this.pendingStale.keys()]) if (model.chains.has(c)) this.pendingStale.delete(c);
-    for (const c of tx.staleChains) if (!this.pendingStale.has(c)) this.pendingStale.set(c, now);
+    for (const c of [...this.pendingStale.keys()]) if (model.chains.has(c) || model.sets.has(c)) this.pendingStale.delete(c);
+    for (const c of tx.stale) if (!this.pendingStale.has(c)) this.pendingStale.set(c, now);
     this.applied = model;
     this.synced = true;
     await this.conntrack.clean(snap, firstSync);

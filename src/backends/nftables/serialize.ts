@@ -6,7 +6,15 @@
  * Stale per-service chains are flushed, not deleted: with kernels before 6.2, deleting a map
  * element that points at a chain leaves the chain "in use" for a short while, so deleting the
  * chain in the same transaction can fail. Like upstream, the caller deletes them in a later
- * transaction (`serializeDeleteChains`) once a second or so has passed.
+ * transaction (`serializeDeleteStale`) once a second or so has passed.
+ *
+ * Rules are written as `add chain … { rule … }` blocks, never `add rule` lines, and a partial
+ * transaction declares every set and map its rules name. nft (1.0.6) then loads only the table
+ * into its cache: an `add rule`, `add element` or `delete` line, or the table declared with its
+ * comment, makes it first dump every chain and set of every table, which at 10,000 services takes the kernel about a second (its chain
+ * dump restarts its walk of the table's list at each chunk). A partial transaction of an
+ * endpoint change therefore has no delete and no element line: the affinity sets it stops
+ * using are left to the same later deletion as stale chains.
  */
 import type { NftChain, NftElement, NftFamily, NftSet, NftablesModel, ServicePortObjects } from './model.js';
 import type { ServicePortName } from '../../core/ids.js';
@@ -18,8 +26,11 @@ import { TABLE, isAffinitySetName, isServiceChainName } from './names.js';
 export class NftTransaction extends ChunkedText {
   constructor(
     produce: () => Iterable<string>,
-    /** Per-service chains this transaction flushed because nothing uses them any more: delete them later. */
-    readonly staleChains: readonly string[],
+    /**
+     * Per-service chains this transaction flushed, and affinity sets it left, because nothing uses
+     * them any more: delete them later (deleteStaleLines).
+     */
+    readonly stale: readonly string[],
   ) {
     super(produce);
   }
@@ -57,8 +68,19 @@ function addElement(p: string, set: NftSet, e: NftElement): string {
   return `add element ${p} ${set.name} { ${elementText(e)} }`;
 }
 
-function* ruleLines(p: string, c: NftChain): Generator<string> {
-  for (const r of c.rules) yield `add rule ${p} ${c.name} ${r}`;
+/** A chain's rules, one per line, as an `add chain` block (nothing for a chain without rules). */
+function* ruleBlock(p: string, c: NftChain): Generator<string> {
+  if (c.rules.length === 0) return;
+  yield `add chain ${p} ${c.name} {`;
+  for (const r of c.rules) yield `\t${r}`;
+  yield '}';
+}
+
+/** The sets and maps (`@name`) that rules refer to. */
+function referencedSets(chains: Iterable<NftChain>): Set<string> {
+  const names = new Set<string>();
+  for (const c of chains) for (const r of c.rules) for (const m of r.matchAll(/@([^\s{}]+)/g)) if (m[1]) names.add(m[1]);
+  return names;
 }
 
 function sameChain(a: NftChain, b: NftChain): boolean {
@@ -118,8 +140,10 @@ export function serializeStages(model: NftablesModel, ports: Iterable<ServicePor
   const all = batches.flat();
   const chains = new Set(all.flatMap((port) => port.chains));
   const sets = new Set(all.flatMap((port) => port.affinitySets));
-  const transactions = batches.map((b) => new NftTransaction(function* () {
-    yield `add table ${p} { comment ${quote(TABLE_COMMENT)} ; }`;
+  const transactions = batches.map((b, i) => new NftTransaction(function* () {
+    // The first stage may create the table, so it gives the comment; the others do not, as a
+    // table declared with a comment makes nft load every chain and set first.
+    yield i === 0 ? `add table ${p} { comment ${quote(TABLE_COMMENT)} ; }` : `add table ${p}`;
     for (const c of model.chains.values()) if (!c.base && !isServiceChainName(c.name)) yield chainDecl(p, c);
     for (const s of model.sets.values()) if (!isAffinitySetName(s.name) && !model.absentSets.includes(s.name)) yield setDecl(p, s);
     const own = b.flatMap((port) => port.chains.flatMap((c) => model.chains.get(c) ?? []));
@@ -131,7 +155,7 @@ export function serializeStages(model: NftablesModel, ports: Iterable<ServicePor
       yield chainDecl(p, c);
       yield `flush chain ${p} ${c.name}`;
     }
-    for (const c of own) yield* ruleLines(p, c);
+    for (const c of own) yield* ruleBlock(p, c);
   }, []));
   return { transactions, staged: { chains, sets } };
 }
@@ -174,7 +198,7 @@ export function serializeFull(model: NftablesModel, options: FullSyncOptions = {
       if (model.absentSets.includes(s.name)) yield `delete ${s.kind} ${p} ${s.name}`;
       else if (!isAffinitySetName(s.name)) yield `flush ${s.kind} ${p} ${s.name}`;
     }
-    for (const c of model.chains.values()) if (!staged.chains.has(c.name)) yield* ruleLines(p, c);
+    for (const c of model.chains.values()) if (!staged.chains.has(c.name)) yield* ruleBlock(p, c);
     for (const [name, elems] of model.elements) {
       const s = model.sets.get(name);
       if (!s || model.absentSets.includes(name)) continue;
@@ -199,8 +223,10 @@ export interface PartialSyncOptions {
 /**
  * Only what differs from `previous`: chains that are new, changed, or belong to a changed service
  * port are added, flushed and rewritten; set and map elements are diffed (deleted and added one
- * by one, never flushed); per-service chains no longer used are flushed and returned as
- * `staleChains`; affinity sets no longer used are deleted. Identical models give only `add table`.
+ * by one, never flushed); per-service chains no longer used are flushed, and returned with the
+ * affinity sets no longer used as `stale`, for a later deletion. Identical models give nothing.
+ * There is no `add table`: a table deleted by someone else makes the transaction fail, and then
+ * a full sync follows (the table's comment would also make nft load every chain and set).
  * A set whose definition changed is deleted and re-added (its entries are lost, as a new
  * timeout needs). A change of family or of a base chain's hook needs a full sync.
  */
@@ -229,13 +255,17 @@ export function serializePartial(model: NftablesModel, options: PartialSyncOptio
   // What to write is decided here; the text is made as it is written.
   // Sets and maps that are new, or that must vanish now.
   const setLines: string[] = [];
+  /** The sets setLines or `redefined` declare. */
+  const declared = new Set(redefined.map((s) => s.name));
   for (const s of model.sets.values()) {
     if (staged.sets.has(s.name)) continue;
     const wasAbsent = !prev.sets.has(s.name) || prev.absentSets.includes(s.name);
     const isAbsent = model.absentSets.includes(s.name);
+    const before = setLines.length;
     if (!prev.sets.has(s.name)) setLines.push(setDecl(p, s));
     if (isAbsent && !wasAbsent) setLines.push(setDecl(p, s), `delete ${s.kind} ${p} ${s.name}`);
     else if (!isAbsent && wasAbsent && prev.sets.has(s.name)) setLines.push(setDecl(p, s));
+    if (setLines.length > before) declared.add(s.name);
   }
 
   // Chains: declare all new ones first (rules and elements may refer to any of them).
@@ -276,13 +306,19 @@ export function serializePartial(model: NftablesModel, options: PartialSyncOptio
     }
   }
 
-  const staleChains: string[] = [];
-  for (const c of prev.chains.keys()) if (isServiceChainName(c) && !model.chains.has(c)) staleChains.push(c);
-  const staleSets: string[] = [];
-  for (const s of prev.sets.keys()) if (isAffinitySetName(s) && !model.sets.has(s)) staleSets.push(s);
+  // Every set the rewritten rules name is declared (a no-op for one that exists), so that nft
+  // needs no cache of the table's sets to resolve them.
+  for (const name of referencedSets(rewrite)) {
+    const s = model.sets.get(name);
+    if (s && !declared.has(name) && !model.absentSets.includes(name)) setLines.push(setDecl(p, s));
+  }
+
+  // Chains flushed now and affinity sets no rule uses any more: the caller deletes them later.
+  const stale: string[] = [];
+  for (const c of prev.chains.keys()) if (isServiceChainName(c) && !model.chains.has(c)) stale.push(c);
+  for (const s of prev.sets.keys()) if (isAffinitySetName(s) && !model.sets.has(s)) stale.push(s);
 
   return new NftTransaction(function* () {
-    yield `add table ${p} { comment ${quote(TABLE_COMMENT)} ; }`;
     yield* setLines;
     for (const c of rewrite) {
       yield chainDecl(p, c);
@@ -292,22 +328,21 @@ export function serializePartial(model: NftablesModel, options: PartialSyncOptio
       yield `delete ${s.kind} ${p} ${s.name}`;
       yield setDecl(p, s);
     }
-    for (const c of rewrite) yield* ruleLines(p, c);
+    for (const c of rewrite) yield* ruleBlock(p, c);
     for (const d of deletes) yield `delete element ${p} ${d.set} { ${d.e.key} }`;
     for (const a of adds) yield addElement(p, a.set, a.e);
-    for (const c of staleChains) yield `flush chain ${p} ${c}`;
-    for (const s of staleSets) yield `delete set ${p} ${s}`;
-  }, Object.freeze(staleChains));
+    for (const c of stale) if (!isAffinitySetName(c)) yield `flush chain ${p} ${c}`;
+  }, Object.freeze(stale));
 }
 
-/** The lines of the later transaction that deletes chains a sync flushed as stale. */
-export function* deleteChainLines(family: NftFamily, chains: Iterable<string>): Generator<string> {
-  for (const c of chains) yield `delete chain ${family} ${TABLE} ${c}`;
+/** The lines of the later transaction that deletes the chains and sets syncs left as stale. */
+export function* deleteStaleLines(family: NftFamily, names: Iterable<string>): Generator<string> {
+  for (const n of names) yield `delete ${isAffinitySetName(n) ? 'set' : 'chain'} ${family} ${TABLE} ${n}`;
 }
 
-/** The later transaction that deletes chains a sync flushed as stale. Empty text for none. */
-export function serializeDeleteChains(family: NftFamily, chains: Iterable<string>): string {
-  const lines = [...deleteChainLines(family, chains)];
+/** The later transaction that deletes the chains and sets syncs left as stale. Empty text for none. */
+export function serializeDeleteStale(family: NftFamily, names: Iterable<string>): string {
+  const lines = [...deleteStaleLines(family, names)];
   return lines.length === 0 ? '' : lines.join('\n') + '\n';
 }
 
@@ -317,9 +352,9 @@ export function serializeCleanup(family: NftFamily): string {
 }
 
 /**
- * Of the chains waiting for deletion, those the model does not use again (a chain flushed as
+ * Of the chains and sets waiting for deletion, those the model does not use again (one left as
  * stale may come back before its deletion, as upstream's staleChains bookkeeping allows for).
  */
 export function stillStale(model: NftablesModel, pending: Iterable<string>): string[] {
-  return [...new Set(pending)].filter((c) => !model.chains.has(c));
+  return [...new Set(pending)].filter((n) => !model.chains.has(n) && !model.sets.has(n));
 }

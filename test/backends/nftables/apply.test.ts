@@ -78,6 +78,40 @@ test('stale chains are deleted by a later sync, at least a second after they wer
   assert.doesNotMatch(txs(fake.calls).join(''), /delete chain/, 'deleted once');
 });
 
+test('an endpoint change deletes nothing itself; stale chains and affinity sets go at most once per cleanup period', async () => {
+  const { fake, backend, builder, clock } = setup();
+  builder.handle({ kind: 'Service', type: 'add', object: svc('ns1', 'web', { sessionAffinity: 'ClientIP', sessionAffinityTimeoutSeconds: 300 }) });
+  const w1 = slice('ns1', 'w', 'web', [ep('198.18.10.2'), ep('198.18.10.3')]);
+  builder.handle({ kind: 'EndpointSlice', type: 'add', object: w1 });
+  await backend.sync(builder.next());
+  fake.calls.length = 0;
+  const w2 = slice('ns1', 'w', 'web', [ep('198.18.10.2')]);
+  builder.handle({ kind: 'EndpointSlice', type: 'update', previous: w1, object: w2 });
+  await backend.sync(builder.next());
+  assert.doesNotMatch(txs(fake.calls).join(''), /^delete /m, 'the change\'s transaction deletes nothing (a delete makes nft load its whole cache)');
+  assert.match(txs(fake.calls).join(''), /^add set ip kube-proxy affinity-\S+__198\.18\.10\.2\/8080 \{/m, 'and declares the affinity set its rules name');
+  await clock.advance(1100);
+  fake.calls.length = 0;
+  await backend.sync(builder.next());
+  const first = txs(fake.calls).join('');
+  assert.match(first, /^delete chain ip kube-proxy endpoint-\S+__198\.18\.10\.3\/8080$/m);
+  assert.match(first, /^delete set ip kube-proxy affinity-\S+__198\.18\.10\.3\/8080$/m);
+
+  builder.handle({ kind: 'EndpointSlice', type: 'update', previous: w2, object: slice('ns1', 'w', 'web', [ep('198.18.10.4')]) });
+  await backend.sync(builder.next());
+  await clock.advance(1100);
+  fake.calls.length = 0;
+  await backend.sync(builder.next());
+  assert.doesNotMatch(txs(fake.calls).join(''), /^delete /m, 'the last cleanup was less than a period ago');
+  await clock.advance(30_000);
+  fake.calls.length = 0;
+  await backend.sync(builder.next());
+  const second = txs(fake.calls).join('');
+  assert.match(second, /^delete chain ip kube-proxy endpoint-\S+__198\.18\.10\.2\/8080$/m);
+  assert.match(second, /^delete set ip kube-proxy affinity-\S+__198\.18\.10\.2\/8080$/m);
+  assert.doesNotMatch(second, /198\.18\.10\.3/, 'deleted once');
+});
+
 test('a failed transaction is counted and thrown, and the next sync is full; a missing nft says what to install', async () => {
   const { fake, backend, builder, metrics } = setup();
   builder.handle({ kind: 'Service', type: 'add', object: svc('ns1', 'web') });
@@ -118,7 +152,7 @@ test('a partial sync lists nothing first, and rewrites the fixed chains (repairi
   assert.deepEqual(fake.calls.filter((c) => c.cmd === 'nft').map((c) => c.args.join(' ')), ['-f -'], 'one transaction, no listing');
   const [tx] = txs(fake.calls);
   assert.match(tx ?? '', /^flush chain ip kube-proxy nat-postrouting$/m);
-  assert.match(tx ?? '', /^add rule ip kube-proxy nat-postrouting jump masquerading$/m);
+  assert.match(tx ?? '', /^add chain ip kube-proxy nat-postrouting \{\n\tjump masquerading\n\}$/m);
   assert.doesNotMatch(tx ?? '', /nat-prerouting/, 'the chain the periodic check looks at is left alone');
 
   // A periodic sync (nothing changed) starts a check of the table in the background; the sync
@@ -214,7 +248,8 @@ function threeServices(builder: SnapshotBuilder): void {
 
 /** `nft list chains ip` as the kernel prints it, for these chains of our table. */
 const chainListing = (chains: readonly string[]): string => `table ip kube-proxy {\n${chains.map((c) => `\tchain ${c} {\n\t}\n`).join('')}}\n`;
-const written = (tx: string): string[] => [...tx.matchAll(/^add rule ip kube-proxy (\S+) /gm)].map((m) => m[1] ?? '');
+/** The chains a transaction writes rules into (`add chain … {` blocks). */
+const written = (tx: string): string[] => [...tx.matchAll(/^add chain ip kube-proxy (\S+) \{$/gm)].map((m) => m[1] ?? '');
 
 test('a full sync of many new service ports stages their chains ahead; a failed main transaction leaves them to be staged again', async () => {
   const { fake, backend, builder, metrics } = setup(0, 10);

@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { createNetns, kernelTestGate, type Netns } from '../../../src/platform/netns.js';
-import { serializeCleanup, serializeDeleteChains } from '../../../src/backends/nftables/serialize.js';
+import { serializeCleanup, serializeDeleteStale } from '../../../src/backends/nftables/serialize.js';
 import { NftablesBackend } from '../../../src/backends/nftables/backend.js';
 import { SnapshotBuilder } from '../../../src/core/snapshot.js';
 import { memoryLogger } from '../../../src/observability/log.js';
@@ -53,12 +53,17 @@ for (const file of goldens()) {
         const base = file.replace(/\.nft$/, '.base.nft');
         await nft(ns, readFileSync(DIR + base, 'utf8'), false, base);
         await nft(ns, text, true, file);
-        // Apply it for real, then delete the chains it left stale (the later transaction).
+        // Apply it for real, then delete what it left stale (the later transaction): the chains it
+        // flushed and wrote no rules into, and the affinity sets no rule names any more.
         await nft(ns, text, false, file);
-        const stale = [...text.matchAll(/^flush chain ip6? kube-proxy (\S*\/\S*)$/gm)]
+        const staleChains = [...text.matchAll(/^flush chain ip6? kube-proxy (\S*\/\S*)$/gm)]
           .map((m) => m[1] ?? '')
-          .filter((c) => !new RegExp(`^add rule ip6? kube-proxy ${c.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} `, 'm').test(text));
-        const del = serializeDeleteChains(text.includes(' ip6 kube-proxy') ? 'ip6' : 'ip', stale);
+          .filter((c) => !text.includes(`kube-proxy ${c} {\n`));
+        const listing = (await ns.exec('nft', ['list', 'ruleset'])).stdout;
+        const staleSets = [...listing.matchAll(/^\tset (affinity-\S+) \{$/gm)]
+          .map((m) => m[1] ?? '')
+          .filter((s) => !new RegExp(`@${s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\\s`).test(listing));
+        const del = serializeDeleteStale(text.includes(' ip6 kube-proxy') ? 'ip6' : 'ip', [...staleChains, ...staleSets]);
         if (del !== '') await nft(ns, del, false, `${file} stale chain deletion`);
       } else {
         await nft(ns, text, true, file);
