@@ -246,7 +246,7 @@ export function serializePartial(model: NftablesModel, options: PartialSyncOptio
   const redefined: NftSet[] = [];
   for (const s of model.sets.values()) {
     const old = prev.sets.get(s.name);
-    if (old !== undefined && JSON.stringify(old) !== JSON.stringify(s)) redefined.push(s);
+    if (old !== undefined && old !== s && JSON.stringify(old) !== JSON.stringify(s)) redefined.push(s);
   }
   for (const s of redefined) {
     for (const c of model.chains.values()) if (c.rules.some((r) => r.includes(`@${s.name} `))) forced.add(c.name);
@@ -315,8 +315,8 @@ export function serializePartial(model: NftablesModel, options: PartialSyncOptio
 
   // Chains flushed now and affinity sets no rule uses any more: the caller deletes them later.
   const stale: string[] = [];
-  for (const c of prev.chains.keys()) if (isServiceChainName(c) && !model.chains.has(c)) stale.push(c);
-  for (const s of prev.sets.keys()) if (isAffinitySetName(s) && !model.sets.has(s)) stale.push(s);
+  for (const c of prev.chains.keys()) if (!model.chains.has(c) && isServiceChainName(c)) stale.push(c);
+  for (const s of prev.sets.keys()) if (!model.sets.has(s) && isAffinitySetName(s)) stale.push(s);
 
   return new NftTransaction(function* () {
     yield* setLines;
