@@ -215,8 +215,10 @@ export class NftablesBackend implements Backend {
         const staged = await this.stage(model, (c) => ex.missing.has(c) || this.unreferenced.has(c));
         tx = serializeFull(model, { existingChains: ex.chains, existingSets: ex.sets, staged });
         await this.nft(tx);
-        // It deleted the stale affinity sets it listed; one it did not list is gone already.
-        for (const n of [...this.pendingStale.keys()]) if (isAffinitySetName(n)) this.pendingStale.delete(n);
+        // It flushed every stale chain it listed (tx.stale) and deleted every stale set; whatever
+        // else was pending is gone already, and deleting it would fail every later cleanup.
+        const listed = new Set(tx.stale);
+        for (const n of [...this.pendingStale.keys()]) if (!listed.has(n)) this.pendingStale.delete(n);
       } catch (err) {
         if (!partialFailed) this.opts.metrics.nftablesSyncFailures.inc(); // one failed sync counts once
         this.applied = undefined;

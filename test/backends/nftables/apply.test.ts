@@ -112,6 +112,22 @@ test('an endpoint change deletes nothing itself; stale chains and affinity sets 
   assert.doesNotMatch(second, /198\.18\.10\.3/, 'deleted once');
 });
 
+test('after a full sync, only the stale chains it listed are left to delete (a set or chain gone meanwhile would fail every cleanup)', async () => {
+  const { fake, backend, builder, clock } = setup();
+  builder.handle({ kind: 'Service', type: 'add', object: svc('ns1', 'web', { sessionAffinity: 'ClientIP', sessionAffinityTimeoutSeconds: 300 }) });
+  const w1 = slice('ns1', 'w', 'web', [ep('198.18.10.2'), ep('198.18.10.3')]);
+  builder.handle({ kind: 'EndpointSlice', type: 'add', object: w1 });
+  await backend.sync(builder.next());
+  builder.handle({ kind: 'EndpointSlice', type: 'update', previous: w1, object: slice('ns1', 'w', 'web', [ep('198.18.10.2')]) });
+  await backend.sync(builder.next());
+  // A full sync whose listing shows no stale chain or set (someone removed them meanwhile).
+  await backend.sync(builder.next(true));
+  await clock.advance(60_000);
+  fake.calls.length = 0;
+  await backend.sync(builder.next());
+  assert.doesNotMatch(txs(fake.calls).join(''), /^delete /m);
+});
+
 test('a failed transaction is counted and thrown, and the next sync is full; a missing nft says what to install', async () => {
   const { fake, backend, builder, metrics } = setup();
   builder.handle({ kind: 'Service', type: 'add', object: svc('ns1', 'web') });
