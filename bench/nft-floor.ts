@@ -10,8 +10,8 @@
  * - add chain: needs only the table cache;
  * - add rule: nft 1.0.6 first loads every chain and set of the table (its cache), to resolve
  *   jumps and set references;
- * - partial: the transaction kproxy writes when one endpoint of one service changes (run once:
- *   it deletes the old endpoint's affinity set, so it cannot be replayed).
+ * - partial: the transaction kproxy writes when one endpoint of one service changes (run once,
+ *   as after a real change; it is written to need only the table in nft's cache).
  *
  * Env: BENCH_SIZES (1000,10000), BENCH_FLOOR_RUNS (5). Needs root; removes its namespace.
  */
