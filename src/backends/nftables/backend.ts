@@ -86,6 +86,7 @@ export class NftablesBackend implements Backend {
   private readonly pendingStale = new Map<string, number>();
   /** When a partial sync last deleted stale chains and sets. */
   private lastCleanupAt = -Infinity;
+  /** fixedChains(), found at the first sync. */
   private fixed: string[] | undefined;
   /** Chains staged by a sync whose main transaction has not committed: nothing refers to them. */
   private readonly unreferenced = new Set<string>();
