@@ -86,18 +86,19 @@ export class NftablesBackend implements Backend {
   private readonly pendingStale = new Map<string, number>();
   /** When a partial sync last deleted stale chains and sets. */
   private lastCleanupAt = -Infinity;
-  /** fixedChains(), found at the first sync. */
-  private fixed: string[] | undefined;
   /** Chains staged by a sync whose main transaction has not committed: nothing refers to them. */
   private readonly unreferenced = new Set<string>();
   private readonly conntrack: UdpConntrackCleaner;
   private readonly family: 'ip' | 'ip6';
   /** Re-renders only the service ports that changed since the previous sync's snapshot. */
   private readonly renderer: NftablesRenderer;
+  /** Rewritten by every partial sync: the renderer's fixed chains but the one the flush check reads. */
+  private readonly rewritten: readonly string[];
 
   constructor(private readonly opts: NftablesBackendOptions) {
     this.conntrack = new UdpConntrackCleaner(opts.conntrack, opts.log, opts.metrics);
     this.renderer = new NftablesRenderer(opts.render);
+    this.rewritten = this.renderer.fixedChains.filter((c) => c !== NAT_PREROUTING);
     this.family = opts.render.family === 'IPv6' ? 'ip6' : 'ip';
   }
 
@@ -196,7 +197,7 @@ export class NftablesBackend implements Backend {
         // Only a port the snapshot marks changed can be new.
         const changed = [...snap.changed].flatMap((spn) => model.servicePorts.get(spn) ?? []);
         const staged = await this.stage(model, (c) => !previous.chains.has(c), changed);
-        tx = serializePartial(model, { previous, changed: snap.changed, rewriteChains: this.fixedChains(model), staged });
+        tx = serializePartial(model, { previous, changed: snap.changed, rewriteChains: this.rewritten, staged });
         const partial = tx;
         const family = this.family;
         await this.nft(due.length === 0 ? partial : new ChunkedText(function* () {
@@ -235,13 +236,6 @@ export class NftablesBackend implements Backend {
     this.applied = model;
     this.synced = true;
     await this.conntrack.clean(snap, firstSync);
-  }
-
-  /** The chains that are not any service port's (few and small), but the one the flush check reads. */
-  private fixedChains(model: NftablesModel): string[] {
-    // The same for every model of this backend's renderer: found once (the model has 110,000 chains at 10,000 services).
-    this.fixed ??= [...model.chains.keys()].filter((c) => !isServiceChainName(c) && c !== NAT_PREROUTING);
-    return this.fixed;
   }
 
   /**

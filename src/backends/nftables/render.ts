@@ -172,6 +172,8 @@ interface PortFragment {
 export class NftablesRenderer {
   private readonly ctx: RenderContext;
   private readonly headerChains: ReadonlyMap<string, NftChain>;
+  /** The chains that are no service port's (hooks, jumps, masquerading), the same in every model. */
+  readonly fixedChains: readonly string[];
   private readonly headerSets: ReadonlyMap<string, NftSet>;
   private readonly headerElements: ReadonlyMap<string, readonly NftElement[]>;
   private readonly sharedSets: ReadonlySet<string>;
@@ -263,6 +265,7 @@ export class NftablesRenderer {
     this.ctx = { options, family, ipX, addrType, ifLocal, ifNotLocal, primaryNodeIP };
     this.ports = new PortCache((sp, eps) => viewOf(sp, eps, family));
     this.headerChains = new Map(b.frozenChains().map((c) => [c.name, c]));
+    this.fixedChains = Object.freeze([...this.headerChains.keys()]);
     this.headerSets = b.sets;
     this.headerElements = new Map(b.frozenElements().map((e) => [e.set, e.list]));
     this.sharedSets = new Set(b.elements.keys());

@@ -76,11 +76,9 @@ function* ruleBlock(p: string, c: NftChain): Generator<string> {
   yield '}';
 }
 
-/** The sets and maps (`@name`) that rules refer to. */
-function referencedSets(chains: Iterable<NftChain>): Set<string> {
-  const names = new Set<string>();
-  for (const c of chains) for (const r of c.rules) for (const m of r.matchAll(/@([^\s{}]+)/g)) if (m[1]) names.add(m[1]);
-  return names;
+/** The sets and maps (`@name`) that a chain's rules refer to. */
+function* referencedSets(c: NftChain): Generator<string> {
+  for (const r of c.rules) for (const m of r.matchAll(/@([^\s{}]+)/g)) if (m[1]) yield m[1];
 }
 
 function sameChain(a: NftChain, b: NftChain): boolean {
@@ -248,8 +246,9 @@ export function serializePartial(model: NftablesModel, options: PartialSyncOptio
     const old = prev.sets.get(s.name);
     if (old !== undefined && old !== s && JSON.stringify(old) !== JSON.stringify(s)) redefined.push(s);
   }
-  for (const s of redefined) {
-    for (const c of model.chains.values()) if (c.rules.some((r) => r.includes(`@${s.name} `))) forced.add(c.name);
+  if (redefined.length > 0) {
+    const names = new Set(redefined.map((s) => s.name));
+    for (const c of model.chains.values()) for (const n of referencedSets(c)) if (names.has(n)) forced.add(c.name);
   }
 
   // What to write is decided here; the text is made as it is written.
@@ -257,15 +256,19 @@ export function serializePartial(model: NftablesModel, options: PartialSyncOptio
   const setLines: string[] = [];
   /** The sets setLines or `redefined` declare. */
   const declared = new Set(redefined.map((s) => s.name));
+  const declare = (s: NftSet): void => {
+    setLines.push(setDecl(p, s));
+    declared.add(s.name);
+  };
   for (const s of model.sets.values()) {
     if (staged.sets.has(s.name)) continue;
     const wasAbsent = !prev.sets.has(s.name) || prev.absentSets.includes(s.name);
     const isAbsent = model.absentSets.includes(s.name);
-    const before = setLines.length;
-    if (!prev.sets.has(s.name)) setLines.push(setDecl(p, s));
-    if (isAbsent && !wasAbsent) setLines.push(setDecl(p, s), `delete ${s.kind} ${p} ${s.name}`);
-    else if (!isAbsent && wasAbsent && prev.sets.has(s.name)) setLines.push(setDecl(p, s));
-    if (setLines.length > before) declared.add(s.name);
+    if (!prev.sets.has(s.name)) declare(s);
+    if (isAbsent && !wasAbsent) {
+      declare(s);
+      setLines.push(`delete ${s.kind} ${p} ${s.name}`);
+    } else if (!isAbsent && wasAbsent && prev.sets.has(s.name)) declare(s);
   }
 
   // Chains: declare all new ones first (rules and elements may refer to any of them).
@@ -308,9 +311,11 @@ export function serializePartial(model: NftablesModel, options: PartialSyncOptio
 
   // Every set the rewritten rules name is declared (a no-op for one that exists), so that nft
   // needs no cache of the table's sets to resolve them.
-  for (const name of referencedSets(rewrite)) {
-    const s = model.sets.get(name);
-    if (s && !declared.has(name) && !model.absentSets.includes(name)) setLines.push(setDecl(p, s));
+  for (const c of rewrite) {
+    for (const name of referencedSets(c)) {
+      const s = model.sets.get(name);
+      if (s && !declared.has(name) && !model.absentSets.includes(name)) declare(s);
+    }
   }
 
   // Chains flushed now and affinity sets no rule uses any more: the caller deletes them later.

@@ -78,8 +78,11 @@ test('stale chains are deleted by a later sync, at least a second after they wer
   assert.doesNotMatch(txs(fake.calls).join(''), /delete chain/, 'deleted once');
 });
 
-test('an endpoint change deletes nothing itself; stale chains and affinity sets go at most once per cleanup period', async () => {
-  const { fake, backend, builder, clock } = setup();
+/**
+ * A ClientIP-affinity service with endpoints .2 and .3, synced; then .3 removed (the calls of that
+ * partial sync only are left in `fake.calls`). Returns the slice now installed.
+ */
+async function affinityEndpointRemoved({ fake, backend, builder }: ReturnType<typeof setup>): Promise<ReturnType<typeof slice>> {
   builder.handle({ kind: 'Service', type: 'add', object: svc('ns1', 'web', { sessionAffinity: 'ClientIP', sessionAffinityTimeoutSeconds: 300 }) });
   const w1 = slice('ns1', 'w', 'web', [ep('198.18.10.2'), ep('198.18.10.3')]);
   builder.handle({ kind: 'EndpointSlice', type: 'add', object: w1 });
@@ -88,38 +91,39 @@ test('an endpoint change deletes nothing itself; stale chains and affinity sets 
   const w2 = slice('ns1', 'w', 'web', [ep('198.18.10.2')]);
   builder.handle({ kind: 'EndpointSlice', type: 'update', previous: w1, object: w2 });
   await backend.sync(builder.next());
+  return w2;
+}
+
+test('an endpoint change deletes nothing itself; stale chains and affinity sets go at most once per cleanup period', async () => {
+  const s = setup();
+  const { fake, backend, builder, clock } = s;
+  const w2 = await affinityEndpointRemoved(s);
   assert.doesNotMatch(txs(fake.calls).join(''), /^delete /m, 'the change\'s transaction deletes nothing (a delete makes nft load its whole cache)');
   assert.match(txs(fake.calls).join(''), /^add set ip kube-proxy affinity-\S+__198\.18\.10\.2\/8080 \{/m, 'and declares the affinity set its rules name');
-  await clock.advance(1100);
-  fake.calls.length = 0;
-  await backend.sync(builder.next());
-  const first = txs(fake.calls).join('');
+  /** The transactions of a sync (nothing changed) `ms` later. */
+  const syncAfter = async (ms: number): Promise<string> => {
+    await clock.advance(ms);
+    fake.calls.length = 0;
+    await backend.sync(builder.next());
+    return txs(fake.calls).join('');
+  };
+  const first = await syncAfter(1100);
   assert.match(first, /^delete chain ip kube-proxy endpoint-\S+__198\.18\.10\.3\/8080$/m);
   assert.match(first, /^delete set ip kube-proxy affinity-\S+__198\.18\.10\.3\/8080$/m);
 
   builder.handle({ kind: 'EndpointSlice', type: 'update', previous: w2, object: slice('ns1', 'w', 'web', [ep('198.18.10.4')]) });
   await backend.sync(builder.next());
-  await clock.advance(1100);
-  fake.calls.length = 0;
-  await backend.sync(builder.next());
-  assert.doesNotMatch(txs(fake.calls).join(''), /^delete /m, 'the last cleanup was less than a period ago');
-  await clock.advance(30_000);
-  fake.calls.length = 0;
-  await backend.sync(builder.next());
-  const second = txs(fake.calls).join('');
+  assert.doesNotMatch(await syncAfter(1100), /^delete /m, 'the last cleanup was less than a period ago');
+  const second = await syncAfter(30_000);
   assert.match(second, /^delete chain ip kube-proxy endpoint-\S+__198\.18\.10\.2\/8080$/m);
   assert.match(second, /^delete set ip kube-proxy affinity-\S+__198\.18\.10\.2\/8080$/m);
   assert.doesNotMatch(second, /198\.18\.10\.3/, 'deleted once');
 });
 
 test('after a full sync, only the stale chains it listed are left to delete (a set or chain gone meanwhile would fail every cleanup)', async () => {
-  const { fake, backend, builder, clock } = setup();
-  builder.handle({ kind: 'Service', type: 'add', object: svc('ns1', 'web', { sessionAffinity: 'ClientIP', sessionAffinityTimeoutSeconds: 300 }) });
-  const w1 = slice('ns1', 'w', 'web', [ep('198.18.10.2'), ep('198.18.10.3')]);
-  builder.handle({ kind: 'EndpointSlice', type: 'add', object: w1 });
-  await backend.sync(builder.next());
-  builder.handle({ kind: 'EndpointSlice', type: 'update', previous: w1, object: slice('ns1', 'w', 'web', [ep('198.18.10.2')]) });
-  await backend.sync(builder.next());
+  const s = setup();
+  const { fake, backend, builder, clock } = s;
+  await affinityEndpointRemoved(s);
   // A full sync whose listing shows no stale chain or set (someone removed them meanwhile).
   await backend.sync(builder.next(true));
   await clock.advance(60_000);
