@@ -87,6 +87,39 @@ test('a full golden applies, re-applies (idempotent) and cleans up', async (t) =
   });
 });
 
+test('a partial sync does not recreate a table someone deleted: it fails, and the full sync that follows restores every service', async (t) => {
+  if (!(await kernelTestGate(t, { tools: ['nft', 'conntrack'] }))) return;
+  await withNetns(async (ns) => {
+    // The partial golden alone, against no table: nft refuses it and creates nothing.
+    const partialText = readFileSync(DIR + 'partial-endpoint-change.nft', 'utf8');
+    assert.notEqual((await ns.exec('nft', ['-f', '-'], { input: partialText })).code, 0, 'a partial transaction needs the table');
+    assert.notEqual((await ns.exec('nft', ['list', 'table', 'ip', 'kube-proxy'])).code, 0, 'and made none');
+
+    const exec: Exec = (cmd, args, options) => ns.exec(cmd, args, { ...options, timeoutMs: 60_000 });
+    const metrics = new ProxyMetrics();
+    const backend = new NftablesBackend({
+      exec, conntrack: new Conntrack(exec), clock: new FakeClock(), log: memoryLogger(), metrics,
+      render: { nodeName: 'n1', nodeIPs: ['198.18.200.1'], nodePortAddresses: [], clusterCIDRs: ['198.18.0.0/19'], masqueradeAll: false, masqueradeBit: 14, family: 'IPv4' },
+    });
+    const b = new SnapshotBuilder('n1');
+    b.handle({ kind: 'Service', type: 'add', object: svc('ns1', 'web') });
+    b.handle({ kind: 'Service', type: 'add', object: svc('ns1', 'db', { clusterIP: '198.18.100.2' }) });
+    const w = slice('ns1', 'w', 'web', [ep('198.18.10.2')]);
+    b.handle({ kind: 'EndpointSlice', type: 'add', object: w });
+    b.handle({ kind: 'EndpointSlice', type: 'add', object: slice('ns1', 'd', 'db', [ep('198.18.10.4')]) });
+    await backend.sync(b.next());
+    await nft(ns, 'delete table ip kube-proxy\n', false, 'someone deletes the table');
+    b.handle({ kind: 'EndpointSlice', type: 'update', previous: w, object: slice('ns1', 'w', 'web', [ep('198.18.10.3')]) });
+    await backend.sync(b.next());
+    assert.match(await metrics.text(), /kubeproxy_sync_proxy_rules_nftables_sync_failures_total 1/, 'the partial transaction failed');
+    const table = (await ns.execOk('nft', ['list', 'table', 'ip', 'kube-proxy'])).stdout;
+    assert.match(table, /dnat to 198\.18\.10\.3:8080/, 'the change is in');
+    assert.match(table, /dnat to 198\.18\.10\.4:8080/, 'and the untouched service is back');
+    assert.match(table, /198\.18\.100\.2 \. tcp \. 80 : goto service-/, 'with its map element');
+    assert.match(table, /comment "rules for kube-proxy"/);
+  });
+});
+
 test('a restarted backend with fewer services finds the old chains and sets by name and deletes them', async (t) => {
   if (!(await kernelTestGate(t, { tools: ['nft', 'conntrack'] }))) return;
   await withNetns(async (ns) => {
