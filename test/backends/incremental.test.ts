@@ -10,6 +10,8 @@ import { IptablesRenderer, renderIptables } from '../../src/backends/iptables/re
 import { serializePartial as iptablesPartial } from '../../src/backends/iptables/serialize.js';
 import { NftablesRenderer, renderNftables } from '../../src/backends/nftables/render.js';
 import { serializePartial as nftPartial } from '../../src/backends/nftables/serialize.js';
+import { PortIndexed } from '../../src/backends/nftables/port-indexed.js';
+import type { ServicePortName } from '../../src/core/ids.js';
 import type { EndpointSliceObject, NodeObject, ServiceObject } from '../../src/core/objects.js';
 import { ep, node, slice, svc } from '../helpers/objects.js';
 import { SnapshotBuilder, type Snapshot } from '../../src/core/snapshot.js';
@@ -121,6 +123,25 @@ function step(w: World, r: (n: number) => number): Set<number> {
   return touched;
 }
 
+type NftModel = ReturnType<typeof renderNftables>;
+
+/**
+ * A partial sync between two rendered models compares only the chains and sets of the service
+ * ports whose objects changed (scopeOf); against Map copies of the same models it compares every
+ * one. Both must write the same transaction and leave the same stale names.
+ */
+function samePartialAsEveryChainCompared(model: NftModel, previous: NftModel, snap: Snapshot, where: string): void {
+  assert.ok(model.chains instanceof PortIndexed && previous.chains instanceof PortIndexed, `${where}: the renderer gives views`);
+  const maps = (m: NftModel): NftModel => ({ ...m, chains: new Map(m.chains), sets: new Map(m.sets) });
+  const rewriteChains = new NftablesRenderer(BASE_OPTS).fixedChains;
+  for (const changed of [snap.changed, new Set<ServicePortName>()]) {
+    const scoped = nftPartial(model, { changed, previous, rewriteChains });
+    const every = nftPartial(maps(model), { changed, previous: maps(previous), rewriteChains });
+    assert.equal(scoped.text, every.text, `${where}: partial text (${changed.size} changed)`);
+    assert.deepEqual(scoped.stale, every.stale, `${where}: stale names`);
+  }
+}
+
 for (const mode of MODES) {
   for (const seed of [1, 2, 3]) {
     test(`${mode.name}: after 40 random change steps (seed ${seed}) the incremental model equals a fresh full render at every step`, () => {
@@ -132,11 +153,14 @@ for (const mode of MODES) {
       assert.deepStrictEqual(renderer.render(snap), mode.fresh(snap));
       let flips = 0;
       let prevLarge: unknown;
+      let previous = renderer.render(snap);
       for (let s = 0; s < 40; s++) {
         const touched = step(w, r);
         snap = w.b.next();
         const model = renderer.render(snap);
         assert.deepStrictEqual(model, mode.fresh(snap), `step ${s}`);
+        if (mode.name === 'nftables') samePartialAsEveryChainCompared(model as NftModel, previous as NftModel, snap, `step ${s}`);
+        previous = model;
         const large = (model as { largeClusterMode?: boolean }).largeClusterMode;
         if (large !== prevLarge && s > 0) flips++;
         else assert.ok(renderer.lastRendered <= touched.size, `step ${s}: re-rendered ${renderer.lastRendered} ports for ${touched.size} changed services`);

@@ -47,14 +47,21 @@ export interface ServicePortObjects {
   readonly chains: readonly string[];
   /** Its affinity-* sets. */
   readonly affinitySets: readonly string[];
+  /** The chains named in `chains`, in the same order. */
+  readonly chainObjects: readonly NftChain[];
+  /** The sets named in `affinitySets`, in the same order. */
+  readonly setObjects: readonly NftSet[];
 }
 
 export interface NftablesModel {
   readonly family: NftFamily;
   readonly table: string;
-  /** Every chain (base, top-level, then per service port), in declaration order. */
+  /**
+   * Every chain (base, top-level, then per service port), in declaration order. A rendered model
+   * usually holds no Map of them but a view over its service ports' objects (PortIndexed).
+   */
   readonly chains: ReadonlyMap<string, NftChain>;
-  /** Every set and map (shared ones first, then affinity sets), in declaration order. */
+  /** Every set and map (shared ones first, then affinity sets), in declaration order; a view like `chains`. */
   readonly sets: ReadonlyMap<string, NftSet>;
   /** Elements of the shared sets and maps, in order (affinity sets are filled by the kernel). */
   readonly elements: ReadonlyMap<string, readonly NftElement[]>;

@@ -4,7 +4,7 @@
  * `<prefix><HASH8>-<ns>/<svc>/<proto>/<portName>` (HASH8: the first 8 characters of the
  * upper-case RFC 4648 base32 of sha256 of the text after the hash; not lower-cased). Pure.
  */
-import { parseServicePortName, type ServicePortName } from '../../core/ids.js';
+import { namespacedName, parseServicePortName, servicePortName, type ServicePortName } from '../../core/ids.js';
 import { flat } from '../../core/text.js';
 import { hashedName } from '../iptables/hash.js';
 
@@ -101,4 +101,22 @@ export function isServiceChainName(chain: string): boolean {
 
 export function isAffinitySetName(set: string): boolean {
   return set.startsWith(AFFINITY_PREFIX);
+}
+
+/**
+ * The service port a per-service chain or affinity set name spells out
+ * (`<prefix><HASH8>-<ns>/<svc>/<proto>/<port>[__<endpoint>]`), or undefined for a name of
+ * another form. A name cut short, or made of names holding `/` or `__`, may spell out another
+ * port: the renderer indexes a port's objects by this only after checking that each of its
+ * names gives the port back (see PortIndexed).
+ */
+export function servicePortOfName(name: string): ServicePortName | undefined {
+  const dash = name.indexOf('-');
+  const start = dash + 10; // past "<prefix>-", the 8-character hash and its "-"
+  if (dash < 0 || name.charCodeAt(start - 1) !== 45 /* - */) return undefined;
+  const cut = name.indexOf('__', start);
+  const parts = name.slice(start, cut < 0 ? name.length : cut).split('/');
+  if (parts.length !== 4) return undefined;
+  const [ns, svc, , port] = parts as [string, string, string, string];
+  return servicePortName(namespacedName(ns, svc), port);
 }

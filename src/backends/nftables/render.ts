@@ -14,6 +14,7 @@ import { fragmentsOf, PortCache, type PortView, viewOf } from '../port-cache.js'
 import { canonicalIP, parseCIDR } from '../../core/ip.js';
 import { flat } from '../../core/text.js';
 import { masqueradeMark } from '../iptables/names.js';
+import { PortIndexed } from './port-indexed.js';
 import type { BaseChainSpec, NftChain, NftElement, NftSet, NftablesModel, NftablesRenderOptions, ServicePortObjects } from './model.js';
 import {
   CLUSTER_IPS_CHECK, CLUSTER_IPS_SET, FILTER_FORWARD, FILTER_INPUT, FILTER_OUTPUT, FILTER_OUTPUT_POST_DNAT, FILTER_PREROUTING,
@@ -153,12 +154,12 @@ interface ElementList {
  * small, and every service port keeps its fragment).
  */
 interface PortFragment {
-  readonly chains: readonly NftChain[];
-  /** Its affinity sets. */
-  readonly sets: readonly NftSet[];
+  /** Its chains and affinity sets. */
+  readonly objects: ServicePortObjects;
   /** Its elements of the shared sets and maps. */
   readonly elements: readonly ElementList[];
-  readonly objects: ServicePortObjects;
+  /** Whether each of its names spells out this port (PortIndexed can look them up). */
+  readonly indexable: boolean;
   readonly noLocalInternal: number;
   readonly noLocalExternal: number;
 }
@@ -274,36 +275,18 @@ export class NftablesRenderer {
 
   render(snap: Snapshot): NftablesModel {
     const { ordered, topology } = this.ports.update(snap, this.ctx.options.nodeName);
-
-    const chains = new Map(this.headerChains);
-    const sets = new Map(this.headerSets);
+    const { fragments, skipped, rendered } = fragmentsOf(ordered, (view) => renderPort(this.ctx, view, this.sharedSets, topology));
+    this.lastRendered = rendered;
     const lists = new Map<string, NftElement[]>();
     const keys = new Map<string, Set<string>>();
     for (const [name, l] of this.headerElements) {
       lists.set(name, [...l]);
       keys.set(name, new Set(l.map((e) => e.key)));
     }
-    const servicePorts = new Map<ServicePortName, ServicePortObjects>();
     let noLocalInternal = 0;
     let noLocalExternal = 0;
-    const { fragments, skipped, rendered } = fragmentsOf(ordered, (view) => renderPort(this.ctx, view, this.sharedSets, topology));
-    for (const [name, f] of fragments) {
-      // Names are hashes of the port: another port's are never the same in practice. If they
-      // were, the first port keeps the chain or set (the second's rules are appended), as a
-      // single-pass render would do.
-      let collided = false;
-      for (const c of f.chains) {
-        const had = chains.get(c.name);
-        if (had === undefined) chains.set(c.name, c);
-        else {
-          collided = true;
-          chains.set(c.name, Object.freeze({ ...had, rules: Object.freeze([...had.rules, ...c.rules]) }));
-        }
-      }
-      for (const s of f.sets) {
-        if (sets.has(s.name)) collided = true;
-        else sets.set(s.name, s);
-      }
+    let indexable = true;
+    for (const [, f] of fragments) {
       for (const { set: sn, list: els } of f.elements) {
         const l = lists.get(sn);
         const k = keys.get(sn);
@@ -314,11 +297,11 @@ export class NftablesRenderer {
           l.push(el);
         }
       }
-      servicePorts.set(name, collided ? ownedAfterCollision(f, chains, sets) : f.objects);
       noLocalInternal += f.noLocalInternal;
       noLocalExternal += f.noLocalExternal;
+      indexable &&= f.indexable;
     }
-    this.lastRendered = rendered;
+    const { chains, sets, servicePorts } = indexable ? this.indexed(fragments) : this.merged(fragments);
     const elements = new Map<string, readonly NftElement[]>();
     for (const [name, l] of lists) elements.set(name, Object.freeze(l));
     return Object.freeze({
@@ -333,13 +316,73 @@ export class NftablesRenderer {
       noLocalEndpoints: Object.freeze({ internal: noLocalInternal, external: noLocalExternal }),
     });
   }
+
+  /** Chains and sets as views over the ports' own (no name is any other port's: see PortIndexed). */
+  private indexed(fragments: readonly (readonly [ServicePortName, PortFragment])[]): Assembled {
+    const servicePorts = new Map<ServicePortName, ServicePortObjects>();
+    let chains = this.headerChains.size;
+    let sets = this.headerSets.size;
+    for (const [name, f] of fragments) {
+      servicePorts.set(name, f.objects);
+      chains += f.objects.chains.length;
+      sets += f.objects.affinitySets.length;
+    }
+    return {
+      chains: new PortIndexed(this.headerChains, servicePorts, 'chains', chains),
+      sets: new PortIndexed(this.headerSets, servicePorts, 'sets', sets),
+      servicePorts,
+    };
+  }
+
+  /**
+   * Chains and sets as Maps, for ports whose names may not spell them out (cut short): names
+   * are hashes of the port, so another port's are never the same in practice. If they were, the
+   * first port keeps the chain or set (the second's rules are appended), as a single-pass render
+   * would do.
+   */
+  private merged(fragments: readonly (readonly [ServicePortName, PortFragment])[]): Assembled {
+    const chains = new Map(this.headerChains);
+    const sets = new Map(this.headerSets);
+    const servicePorts = new Map<ServicePortName, ServicePortObjects>();
+    for (const [name, f] of fragments) {
+      let collided = false;
+      for (const c of f.objects.chainObjects) {
+        const had = chains.get(c.name);
+        if (had === undefined) chains.set(c.name, c);
+        else {
+          collided = true;
+          chains.set(c.name, Object.freeze({ ...had, rules: Object.freeze([...had.rules, ...c.rules]) }));
+        }
+      }
+      for (const s of f.objects.setObjects) {
+        if (sets.has(s.name)) collided = true;
+        else sets.set(s.name, s);
+      }
+      servicePorts.set(name, collided ? ownedAfterCollision(f.objects, chains, sets) : f.objects);
+    }
+    return { chains, sets, servicePorts };
+  }
+}
+
+/** A model's chains, sets and service ports. */
+interface Assembled {
+  readonly chains: ReadonlyMap<string, NftChain>;
+  readonly sets: ReadonlyMap<string, NftSet>;
+  readonly servicePorts: ReadonlyMap<ServicePortName, ServicePortObjects>;
 }
 
 /** After a name collision: the port owns only the chains and sets whose first declaration was its own. */
-function ownedAfterCollision(f: PortFragment, chains: ReadonlyMap<string, NftChain>, sets: ReadonlyMap<string, NftSet>): ServicePortObjects {
+function ownedAfterCollision(p: ServicePortObjects, chains: ReadonlyMap<string, NftChain>, sets: ReadonlyMap<string, NftSet>): ServicePortObjects {
+  const chainObjects = p.chainObjects.flatMap((c) => {
+    const kept = chains.get(c.name);
+    return kept === c ? [kept] : [];
+  });
+  const setObjects = p.setObjects.filter((s) => sets.get(s.name) === s);
   return Object.freeze({
-    chains: Object.freeze(f.objects.chains.filter((c) => chains.get(c) === f.chains.find((x) => x.name === c))),
-    affinitySets: Object.freeze(f.objects.affinitySets.filter((s) => sets.get(s) === f.sets.find((x) => x.name === s))),
+    chains: Object.freeze(chainObjects.map((c) => c.name)),
+    affinitySets: Object.freeze(setObjects.map((s) => s.name)),
+    chainObjects: Object.freeze(chainObjects),
+    setObjects: Object.freeze(setObjects),
   });
 }
 
@@ -505,12 +548,11 @@ function renderPort(ctx: RenderContext, v: PortView, sharedSets: ReadonlySet<str
     b.rule(n.chain, flat`meta l4proto ${proto} dnat to ${e.key}`);
   }
 
-  return {
-    chains: b.frozenChains(),
-    sets: exact([...b.sets.values()]),
-    elements: b.frozenElements(),
-    objects: Object.freeze({ chains: exact(ownedChains), affinitySets: exact(ownedSets) }),
-    noLocalInternal,
-    noLocalExternal,
-  };
+  const objects: ServicePortObjects = Object.freeze({
+    chains: exact(ownedChains),
+    affinitySets: exact(ownedSets),
+    chainObjects: Object.freeze(b.frozenChains()),
+    setObjects: exact([...b.sets.values()]),
+  });
+  return { objects, elements: b.frozenElements(), indexable: PortIndexed.indexable(sp.name, objects), noLocalInternal, noLocalExternal };
 }

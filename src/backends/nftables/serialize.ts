@@ -20,7 +20,8 @@ import type { NftChain, NftElement, NftFamily, NftSet, NftablesModel, ServicePor
 import type { ServicePortName } from '../../core/ids.js';
 import { ChunkedText } from '../../core/text.js';
 import { quote } from './render.js';
-import { TABLE, isAffinitySetName, isServiceChainName } from './names.js';
+import { TABLE, isAffinitySetName, isServiceChainName, servicePortOfName } from './names.js';
+import { PortIndexed } from './port-indexed.js';
 
 /** An `nft -f -` input, made chunk by chunk as it is written (see ChunkedText). */
 export class NftTransaction extends ChunkedText {
@@ -236,19 +237,29 @@ export function serializePartial(model: NftablesModel, options: PartialSyncOptio
   const p = prefix(model);
   const staged = options.staged ?? NOTHING_STAGED;
   const forced = new Set<string>();
-  for (const spn of options.changed ?? []) for (const c of model.servicePorts.get(spn)?.chains ?? []) forced.add(c);
-  for (const c of options.rewriteChains ?? []) if (model.chains.has(c)) forced.add(c);
+  const forcedPorts = new Set<ServicePortName>();
+  for (const spn of options.changed ?? []) {
+    forcedPorts.add(spn);
+    for (const c of model.servicePorts.get(spn)?.chains ?? []) forced.add(c);
+  }
+  for (const c of options.rewriteChains ?? []) {
+    if (!model.chains.has(c)) continue;
+    forced.add(c);
+    const spn = servicePortOfName(c);
+    if (spn !== undefined) forcedPorts.add(spn);
+  }
+  const scope = scopeOf(model, prev, forcedPorts);
 
   // Sets whose definition changed (an affinity timeout): the kernel cannot change one in place, so
   // they are deleted and re-added after every chain that refers to them has been flushed.
   const redefined: NftSet[] = [];
-  for (const s of model.sets.values()) {
+  for (const s of scope.sets) {
     const old = prev.sets.get(s.name);
     if (old !== undefined && old !== s && JSON.stringify(old) !== JSON.stringify(s)) redefined.push(s);
   }
   if (redefined.length > 0) {
     const names = new Set(redefined.map((s) => s.name));
-    for (const c of model.chains.values()) for (const n of referencedSets(c)) if (names.has(n)) forced.add(c.name);
+    for (const c of scope.chains) for (const n of referencedSets(c)) if (names.has(n)) forced.add(c.name);
   }
 
   // What to write is decided here; the text is made as it is written.
@@ -260,7 +271,7 @@ export function serializePartial(model: NftablesModel, options: PartialSyncOptio
     setLines.push(setDecl(p, s));
     declared.add(s.name);
   };
-  for (const s of model.sets.values()) {
+  for (const s of scope.sets) {
     if (staged.sets.has(s.name)) continue;
     const wasAbsent = !prev.sets.has(s.name) || prev.absentSets.includes(s.name);
     const isAbsent = model.absentSets.includes(s.name);
@@ -273,7 +284,7 @@ export function serializePartial(model: NftablesModel, options: PartialSyncOptio
 
   // Chains: declare all new ones first (rules and elements may refer to any of them).
   const rewrite: NftChain[] = [];
-  for (const c of model.chains.values()) {
+  for (const c of scope.chains) {
     if (staged.chains.has(c.name)) continue;
     const old = prev.chains.get(c.name);
     // The incremental renderer reuses unchanged ports' chain objects: identity means unchanged.
@@ -320,8 +331,8 @@ export function serializePartial(model: NftablesModel, options: PartialSyncOptio
 
   // Chains flushed now and affinity sets no rule uses any more: the caller deletes them later.
   const stale: string[] = [];
-  for (const c of prev.chains.keys()) if (!model.chains.has(c) && isServiceChainName(c)) stale.push(c);
-  for (const s of prev.sets.keys()) if (!model.sets.has(s) && isAffinitySetName(s)) stale.push(s);
+  for (const c of scope.previousChains) if (!model.chains.has(c) && isServiceChainName(c)) stale.push(c);
+  for (const s of scope.previousSets) if (!model.sets.has(s) && isAffinitySetName(s)) stale.push(s);
 
   return new NftTransaction(function* () {
     yield* setLines;
@@ -338,6 +349,48 @@ export function serializePartial(model: NftablesModel, options: PartialSyncOptio
     for (const a of adds) yield addElement(p, a.set, a.e);
     for (const c of stale) if (!isAffinitySetName(c)) yield `flush chain ${p} ${c}`;
   }, Object.freeze(stale));
+}
+
+/** The chains and sets a partial sync must compare, in `model` and (names) in `previous`, in their order; each may be walked more than once. */
+interface Scope {
+  readonly chains: Iterable<NftChain>;
+  readonly sets: Iterable<NftSet>;
+  readonly previousChains: Iterable<string>;
+  readonly previousSets: Iterable<string>;
+}
+
+/**
+ * Every chain and set of both models; or, when both are views over their service ports
+ * (PortIndexed: no name is two ports'), the fixed ones and those of the ports whose objects
+ * differ between the two models or that are forced. Any other port's chains and sets are the
+ * very same objects in both, which the comparison would pass over: at 10,000 services this is a
+ * few dozen objects instead of 110,000 lookups.
+ */
+function scopeOf(model: NftablesModel, prev: NftablesModel, forcedPorts: ReadonlySet<ServicePortName>): Scope {
+  const { chains, sets } = model;
+  const { chains: prevChains, sets: prevSets } = prev;
+  if (!(chains instanceof PortIndexed && sets instanceof PortIndexed && prevChains instanceof PortIndexed && prevSets instanceof PortIndexed)) {
+    return {
+      chains: { [Symbol.iterator]: () => chains.values() },
+      sets: { [Symbol.iterator]: () => sets.values() },
+      previousChains: { [Symbol.iterator]: () => prevChains.keys() },
+      previousSets: { [Symbol.iterator]: () => prevSets.keys() },
+    };
+  }
+  const now: ServicePortObjects[] = [];
+  model.servicePorts.forEach((p, spn) => {
+    if (p !== prev.servicePorts.get(spn) || forcedPorts.has(spn)) now.push(p);
+  });
+  const before: ServicePortObjects[] = [];
+  prev.servicePorts.forEach((p, spn) => {
+    if (p !== model.servicePorts.get(spn)) before.push(p);
+  });
+  return {
+    chains: [...chains.fixed.values(), ...now.flatMap((p) => p.chainObjects)],
+    sets: [...sets.fixed.values(), ...now.flatMap((p) => p.setObjects)],
+    previousChains: [...prevChains.fixed.keys(), ...before.flatMap((p) => p.chains)],
+    previousSets: [...prevSets.fixed.keys(), ...before.flatMap((p) => p.affinitySets)],
+  };
 }
 
 /** The lines of the later transaction that deletes the chains and sets syncs left as stale. */

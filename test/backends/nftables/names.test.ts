@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { namespacedName, servicePortName } from '../../../src/core/ids.js';
 import {
-  endpointNames, hashAndTruncate, isAffinitySetName, isServiceChainName, serviceChainNames,
+  endpointNames, hashAndTruncate, isAffinitySetName, isServiceChainName, serviceChainNames, servicePortOfName,
 } from '../../../src/backends/nftables/names.js';
 
 const spn = (ns: string, name: string, port: string) => servicePortName(namespacedName(ns, name), port);
@@ -46,4 +46,20 @@ test('unnamed port, truncation, classifiers', () => {
   assert.ok(!isServiceChainName('reject-chain'));
   assert.ok(isAffinitySetName('affinity-GTK6MW7G-ns5/svc5/tcp/p80__10.180.0.3/80'));
   assert.ok(!isAffinitySetName('cluster-ips'));
+});
+
+test('servicePortOfName: the service port a per-port name spells out; nothing for other names', () => {
+  const svc1 = spn('ns1', 'svc1', 'p80');
+  const names = serviceChainNames(svc1, 'TCP');
+  for (const n of [names.cluster, names.local, names.external, names.firewall]) assert.equal(servicePortOfName(n), svc1, n);
+  const ep = endpointNames(svc1, 'TCP', '10.180.0.1:80');
+  assert.equal(servicePortOfName(ep.chain), svc1);
+  assert.equal(servicePortOfName(ep.affinitySet), svc1);
+  const unnamed = spn('ns', 'svc', '');
+  assert.equal(servicePortOfName(endpointNames(unnamed, 'udp', '[fd00::1]:53').chain), unnamed);
+  for (const fixed of ['services', 'reject-chain', 'cluster-ips', 'service-ips', 'filter-output-post-dnat']) assert.equal(servicePortOfName(fixed), undefined, fixed);
+  // A name cut short keeps no port that could be told apart.
+  const cut = `service-${hashAndTruncate(`${'n'.repeat(120)}/${'s'.repeat(120)}/tcp/p80`)}`;
+  assert.ok(cut.endsWith('...'));
+  assert.notEqual(servicePortOfName(cut), spn('n'.repeat(120), 's'.repeat(120), 'p80'));
 });

@@ -7,6 +7,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { namespacedName, servicePortName } from '../../../src/core/ids.js';
 import { renderNftables } from '../../../src/backends/nftables/render.js';
+import { PortIndexed } from '../../../src/backends/nftables/port-indexed.js';
 import { assertGolden } from '../../helpers/golden.js';
 import { ep, node, slice, svc } from '../../helpers/objects.js';
 import { NODE, OPTS, overall, port, snapshot, text, type Obj } from './fixture.js';
@@ -156,4 +157,45 @@ test('invalid service ports are skipped with a reason; other families ignored', 
   ]), OPTS);
   assert.match(m.skipped.get(spn('ns1', 'bad', 'p80')) ?? '', /invalid cluster IP/);
   assert.equal(m.servicePorts.size, 0);
+});
+
+test('the model\'s chains and sets are views over its service ports: lookups find exactly what iteration lists', () => {
+  const m = renderNftables(snapshot(overall()), OPTS);
+  assert.ok(m.chains instanceof PortIndexed && m.sets instanceof PortIndexed);
+  const chains = [...m.chains.keys()];
+  assert.equal(new Set(chains).size, chains.length, 'each chain once');
+  assert.equal(m.chains.size, chains.length);
+  assert.equal(m.sets.size, [...m.sets.keys()].length);
+  for (const [name, c] of m.chains) assert.equal(m.chains.get(name), c, name);
+  for (const [name, s] of m.sets) assert.equal(m.sets.get(name), s, name);
+  assert.ok(m.chains.has('services') && m.sets.has('service-ips'));
+  // A name of a port the model has, of a port it has not, and one the model never had.
+  const svc5 = 'endpoint-GTK6MW7G-ns5/svc5/tcp/p80__10.180.0.3/80';
+  assert.ok(m.chains.has(svc5) && m.sets.has(svc5.replace('endpoint-', 'affinity-')));
+  assert.ok(!m.chains.has('endpoint-GTK6MW7G-ns5/svc5/tcp/p80__10.180.0.99/80'));
+  assert.ok(!m.chains.has('endpoint-GTK6MW7G-ns9/svc9/tcp/p80__10.180.0.3/80'));
+  assert.ok(!m.sets.has(svc5), 'a chain\'s name is no set');
+  let n = 0;
+  m.chains.forEach((c, name) => assert.equal(c.name, name, `forEach ${n++}`));
+  assert.equal(n, chains.length);
+});
+
+test('names cut short (no port can be told from them): the model keeps Maps of its chains and sets', () => {
+  // Names this long are refused by the sources; a snapshot made in code can still hold them.
+  const ns = 'n'.repeat(250);
+  const objects: Obj[] = [
+    svc(ns, 'svc1', { clusterIP: '172.30.0.41', ports: [port('p80', 80)], sessionAffinity: 'ClientIP', sessionAffinityTimeoutSeconds: 60 }),
+    slice(ns, 'svc1-1', 'svc1', [ep('10.180.0.1')], p80),
+    svc('ns2', 'svc2', { clusterIP: '172.30.0.42', ports: [port('p80', 80)] }),
+    slice('ns2', 'svc2-1', 'svc2', [ep('10.180.0.2')], p80),
+  ];
+  const m = renderNftables(snapshot(objects), OPTS);
+  assert.ok(m.chains instanceof Map && m.sets instanceof Map);
+  const svc1 = m.servicePorts.get(spn(ns, 'svc1', 'p80'));
+  assert.ok(svc1);
+  assert.ok(svc1.chains.length === 2 && svc1.chains.every((c) => c.endsWith('...')), svc1.chains.join(' '));
+  assert.ok(svc1.affinitySets.length === 1 && svc1.affinitySets.every((c) => c.endsWith('...')));
+  for (const [i, c] of svc1.chains.entries()) assert.equal(m.chains.get(c), svc1.chainObjects[i]);
+  const svc2 = m.servicePorts.get(spn('ns2', 'svc2', 'p80'));
+  assert.ok(svc2 && svc2.chains.length === 2 && svc2.chains.every((c) => m.chains.get(c)?.name === c));
 });
