@@ -51,17 +51,25 @@ export class PortIndexed<T extends NftChain | NftSet> implements ReadonlyMap<str
     return this.get(name) !== undefined;
   }
 
-  *values(): MapIterator<T> {
-    yield* this.fixed.values();
-    for (const p of this.ports.values()) yield* objectsOf<T>(p, this.kind);
+  values(): MapIterator<T> {
+    return this.all().values();
   }
 
-  *keys(): MapIterator<string> {
-    for (const v of this.values()) yield v.name;
+  keys(): MapIterator<string> {
+    return this.all().map((v) => v.name).values();
   }
 
-  *entries(): MapIterator<[string, T]> {
-    for (const v of this.values()) yield [v.name, v];
+  entries(): MapIterator<[string, T]> {
+    return this.all().map((v): [string, T] => [v.name, v]).values();
+  }
+
+  /** Every object in order, made once per view (a full sync walks them several times). */
+  #all: readonly T[] | undefined;
+  private all(): readonly T[] {
+    if (this.#all !== undefined) return this.#all;
+    const out = [...this.fixed.values()];
+    for (const p of this.ports.values()) for (const v of objectsOf<T>(p, this.kind)) out.push(v);
+    return (this.#all = out);
   }
 
   [Symbol.iterator](): MapIterator<[string, T]> {
@@ -69,6 +77,6 @@ export class PortIndexed<T extends NftChain | NftSet> implements ReadonlyMap<str
   }
 
   forEach(fn: (value: T, key: string, map: ReadonlyMap<string, T>) => void, thisArg?: unknown): void {
-    for (const v of this.values()) fn.call(thisArg, v, v.name, this);
+    for (const v of this.all()) fn.call(thisArg, v, v.name, this);
   }
 }

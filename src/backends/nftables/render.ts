@@ -360,6 +360,12 @@ export class NftablesRenderer {
       }
       servicePorts.set(name, collided ? ownedAfterCollision(f.objects, chains, sets) : f.objects);
     }
+    // A port whose chain took a later port's rules owns the merged chain.
+    for (const [name, p] of servicePorts) {
+      if (p.chainObjects.some((c) => chains.get(c.name) !== c)) {
+        servicePorts.set(name, Object.freeze({ ...p, chainObjects: Object.freeze(p.chains.flatMap((c) => chains.get(c) ?? [])) }));
+      }
+    }
     return { chains, sets, servicePorts };
   }
 }

@@ -125,7 +125,7 @@ export function serializeStages(model: NftablesModel, ports: Iterable<ServicePor
   for (const port of ports) {
     batch.push(port);
     lines += port.affinitySets.length;
-    for (const c of port.chains) lines += 2 + (model.chains.get(c)?.rules.length ?? 0);
+    for (const c of port.chainObjects) lines += 2 + c.rules.length;
     if (lines >= maxLines) {
       batches.push(batch);
       batch = [];
@@ -145,11 +145,8 @@ export function serializeStages(model: NftablesModel, ports: Iterable<ServicePor
     yield i === 0 ? `add table ${p} { comment ${quote(TABLE_COMMENT)} ; }` : `add table ${p}`;
     for (const c of model.chains.values()) if (!c.base && !isServiceChainName(c.name)) yield chainDecl(p, c);
     for (const s of model.sets.values()) if (!isAffinitySetName(s.name) && !model.absentSets.includes(s.name)) yield setDecl(p, s);
-    const own = b.flatMap((port) => port.chains.flatMap((c) => model.chains.get(c) ?? []));
-    for (const port of b) for (const s of port.affinitySets) {
-      const set = model.sets.get(s);
-      if (set) yield setDecl(p, set);
-    }
+    const own = b.flatMap((port) => port.chainObjects);
+    for (const port of b) for (const set of port.setObjects) yield setDecl(p, set);
     for (const c of own) {
       yield chainDecl(p, c);
       yield `flush chain ${p} ${c.name}`;
