@@ -182,6 +182,11 @@ export class NftablesRenderer {
   private readonly ports: PortCache<PortView, PortFragment>;
   /** Service ports rendered by the last call (for benches and tests). */
   lastRendered = 0;
+  /**
+   * The last render's fragments and elements: an endpoint change seldom changes any element,
+   * and then the lists (and their key sets, a few MB at 10,000 services) are not made again.
+   */
+  private last: { readonly fragments: readonly (readonly [ServicePortName, PortFragment])[]; readonly elements: ReadonlyMap<string, readonly NftElement[]> } | undefined;
 
   constructor(options: NftablesRenderOptions) {
     const family = options.family;
@@ -277,33 +282,17 @@ export class NftablesRenderer {
     const { ordered, topology } = this.ports.update(snap, this.ctx.options.nodeName);
     const { fragments, skipped, rendered } = fragmentsOf(ordered, (view) => renderPort(this.ctx, view, this.sharedSets, topology));
     this.lastRendered = rendered;
-    const lists = new Map<string, NftElement[]>();
-    const keys = new Map<string, Set<string>>();
-    for (const [name, l] of this.headerElements) {
-      lists.set(name, [...l]);
-      keys.set(name, new Set(l.map((e) => e.key)));
-    }
     let noLocalInternal = 0;
     let noLocalExternal = 0;
     let indexable = true;
     for (const [, f] of fragments) {
-      for (const { set: sn, list: els } of f.elements) {
-        const l = lists.get(sn);
-        const k = keys.get(sn);
-        if (l === undefined || k === undefined) continue;
-        for (const el of els) {
-          if (k.has(el.key)) continue;
-          k.add(el.key);
-          l.push(el);
-        }
-      }
       noLocalInternal += f.noLocalInternal;
       noLocalExternal += f.noLocalExternal;
       indexable &&= f.indexable;
     }
     const { chains, sets, servicePorts } = indexable ? this.indexed(fragments) : this.merged(fragments);
-    const elements = new Map<string, readonly NftElement[]>();
-    for (const [name, l] of lists) elements.set(name, Object.freeze(l));
+    const elements = this.last !== undefined && sameElementsAs(this.last.fragments, fragments) ? this.last.elements : this.elementsOf(fragments);
+    this.last = { fragments, elements };
     return Object.freeze({
       family: this.ctx.family === 'IPv6' ? 'ip6' : 'ip',
       table: TABLE,
@@ -315,6 +304,34 @@ export class NftablesRenderer {
       skipped,
       noLocalEndpoints: Object.freeze({ internal: noLocalInternal, external: noLocalExternal }),
     });
+  }
+
+  /**
+   * The shared sets' elements: the fixed ones, then each port's in order; a key appears once per
+   * set, the first port's (as the kernel would refuse a second add).
+   */
+  private elementsOf(fragments: readonly (readonly [ServicePortName, PortFragment])[]): ReadonlyMap<string, readonly NftElement[]> {
+    const lists = new Map<string, NftElement[]>();
+    const keys = new Map<string, Set<string>>();
+    for (const [name, l] of this.headerElements) {
+      lists.set(name, [...l]);
+      keys.set(name, new Set(l.map((e) => e.key)));
+    }
+    for (const [, f] of fragments) {
+      for (const { set: sn, list: els } of f.elements) {
+        const l = lists.get(sn);
+        const k = keys.get(sn);
+        if (l === undefined || k === undefined) continue;
+        for (const el of els) {
+          if (k.has(el.key)) continue;
+          k.add(el.key);
+          l.push(el);
+        }
+      }
+    }
+    const elements = new Map<string, readonly NftElement[]>();
+    for (const [name, l] of lists) elements.set(name, Object.freeze(l));
+    return elements;
   }
 
   /** Chains and sets as views over the ports' own (no name is any other port's: see PortIndexed). */
@@ -368,6 +385,29 @@ export class NftablesRenderer {
     }
     return { chains, sets, servicePorts };
   }
+}
+
+/** Whether two renders' ports are the same, in the same order, with equal elements (then so are the model's lists). */
+function sameElementsAs(before: readonly (readonly [ServicePortName, PortFragment])[], now: readonly (readonly [ServicePortName, PortFragment])[]): boolean {
+  if (before.length !== now.length) return false;
+  for (let i = 0; i < now.length; i++) {
+    const [name, f] = now[i] as readonly [ServicePortName, PortFragment];
+    const [oldName, old] = before[i] as readonly [ServicePortName, PortFragment];
+    if (name !== oldName) return false;
+    if (f === old || f.elements === old.elements) continue;
+    if (f.elements.length !== old.elements.length) return false;
+    for (let j = 0; j < f.elements.length; j++) {
+      const a = f.elements[j] as ElementList;
+      const b = old.elements[j] as ElementList;
+      if (a.set !== b.set || a.list.length !== b.list.length) return false;
+      for (let k = 0; k < a.list.length; k++) {
+        const x = a.list[k] as NftElement;
+        const y = b.list[k] as NftElement;
+        if (x.key !== y.key || x.value !== y.value || x.comment !== y.comment) return false;
+      }
+    }
+  }
+  return true;
 }
 
 /** A model's chains, sets and service ports. */
