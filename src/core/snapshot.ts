@@ -10,6 +10,7 @@ import { namespacedName, type NamespacedName, type ServicePortName } from './ids
 import type { EndpointSliceObject, NodeObject, ServiceObject } from './objects.js';
 import { servicePortsOf, type ServicePort } from './service-port.js';
 import { ChangeTracker } from './tracker.js';
+import { OverlayMap } from './overlay-map.js';
 
 export interface Snapshot {
   /** Increases by one per snapshot. */
@@ -126,8 +127,9 @@ export class SnapshotBuilder {
     const full = prev === undefined || this.nodeChanged || forceFull;
     this.nodeChanged = false;
 
-    const servicePorts = new Map(prev?.servicePorts);
-    const endpoints = new Map(prev?.endpoints);
+    // Drafts over the previous snapshot's maps: a sync changes a few entries of 10,000.
+    const servicePorts = OverlayMap.draft(prev?.servicePorts);
+    const endpoints = OverlayMap.draft(prev?.endpoints);
     const changed = new Set<ServicePortName>();
     const removed = new Map<ServicePortName, ServicePort>();
     const removedEndpoints = new Map<ServicePortName, readonly Endpoint[]>();
@@ -169,8 +171,8 @@ export class SnapshotBuilder {
       generation: (prev?.generation ?? 0) + 1,
       nodeName: this.nodeName,
       node: this.node,
-      servicePorts,
-      endpoints,
+      servicePorts: servicePorts.done(),
+      endpoints: endpoints.done(),
       changed,
       removed,
       removedEndpoints,

@@ -1,0 +1,153 @@
+/**
+ * An immutable map made from another by a few changes, without copying it: the snapshot's maps
+ * of service ports and endpoints (10,000 entries each at 10,000 services) change in a handful of
+ * entries per sync, and copying both at every sync was ~4 MB of hash tables, most of them kept
+ * until the next full garbage collection. Behaves exactly as `new Map(previous)` followed by the
+ * same set and delete calls, iteration order included (a key set again keeps its place; a key
+ * added, or deleted and added again, goes to the end). Once the changes pile up to an eighth of
+ * the base, the next draft starts from a plain Map again, so lookups stay at most three Map
+ * lookups and the overlay's size stays bounded.
+ */
+
+const GONE: unique symbol = Symbol('gone');
+type Change<V> = V | typeof GONE;
+
+/** The read side: a base map never changed, changes to its keys, and keys after it. */
+export class OverlayMap<K, V> implements ReadonlyMap<K, V> {
+  constructor(
+    private readonly base: ReadonlyMap<K, V>,
+    /** Base keys whose value changed in place, or that are gone (GONE; again in `tail` if added back). */
+    private readonly over: ReadonlyMap<K, Change<V>>,
+    /** Keys after the base's, in the order they were added. */
+    private readonly tail: ReadonlyMap<K, V>,
+    readonly size: number,
+  ) {}
+
+  get(key: K): V | undefined {
+    const t = this.tail.get(key);
+    if (t !== undefined || this.tail.has(key)) return t;
+    if (this.over.has(key)) {
+      const v = this.over.get(key);
+      return v === GONE ? undefined : v;
+    }
+    return this.base.get(key);
+  }
+
+  has(key: K): boolean {
+    if (this.tail.has(key)) return true;
+    if (this.over.has(key)) return this.over.get(key) !== GONE;
+    return this.base.has(key);
+  }
+
+  *entries(): MapIterator<[K, V]> {
+    for (const [k, v] of this.base) {
+      if (!this.over.has(k)) yield [k, v];
+      else {
+        const c = this.over.get(k) as Change<V>;
+        if (c !== GONE) yield [k, c];
+      }
+    }
+    yield* this.tail.entries();
+  }
+
+  *keys(): MapIterator<K> {
+    for (const [k] of this.entries()) yield k;
+  }
+
+  *values(): MapIterator<V> {
+    for (const [, v] of this.entries()) yield v;
+  }
+
+  [Symbol.iterator](): MapIterator<[K, V]> {
+    return this.entries();
+  }
+
+  forEach(fn: (value: V, key: K, map: ReadonlyMap<K, V>) => void, thisArg?: unknown): void {
+    this.base.forEach((v, k) => {
+      if (!this.over.has(k)) fn.call(thisArg, v, k, this);
+      else {
+        const c = this.over.get(k) as Change<V>;
+        if (c !== GONE) fn.call(thisArg, c, k, this);
+      }
+    });
+    this.tail.forEach((v, k) => fn.call(thisArg, v, k, this));
+  }
+
+  /** A draft that starts from `from` (as `new Map(from)` would). */
+  static draft<K, V>(from: ReadonlyMap<K, V> | undefined): OverlayDraft<K, V> {
+    return new OverlayDraft(from);
+  }
+
+  /** @internal: the parts a draft starts from. */
+  static parts<K, V>(m: OverlayMap<K, V>): { base: ReadonlyMap<K, V>; over: ReadonlyMap<K, Change<V>>; tail: ReadonlyMap<K, V> } {
+    return { base: m.base, over: m.over, tail: m.tail };
+  }
+}
+
+/** The write side: set and delete as on a copy, then done() for the immutable result. */
+export class OverlayDraft<K, V> {
+  private readonly base: ReadonlyMap<K, V>;
+  private readonly over: Map<K, Change<V>>;
+  private readonly tail: Map<K, V>;
+  private count: number;
+
+  constructor(from: ReadonlyMap<K, V> | undefined) {
+    if (from instanceof OverlayMap && !OverlayDraft.piledUp(from)) {
+      const p = OverlayMap.parts(from);
+      this.base = p.base;
+      this.over = new Map(p.over);
+      this.tail = new Map(p.tail);
+    } else {
+      this.base = from instanceof Map ? from : new Map(from);
+      this.over = new Map();
+      this.tail = new Map();
+    }
+    this.count = from?.size ?? 0;
+  }
+
+  /** Changes of an eighth of the base or more: start from a plain Map. */
+  private static piledUp<K, V>(m: OverlayMap<K, V>): boolean {
+    const p = OverlayMap.parts(m);
+    return (p.over.size + p.tail.size) * 8 >= Math.max(p.base.size, 64);
+  }
+
+  private present(key: K): boolean {
+    if (this.tail.has(key)) return true;
+    if (this.over.has(key)) return this.over.get(key) !== GONE;
+    return this.base.has(key);
+  }
+
+  set(key: K, value: V): void {
+    if (this.tail.has(key)) this.tail.set(key, value);
+    else if (this.present(key)) this.over.set(key, value);
+    else {
+      // Absent now: it goes to the end (a base key deleted earlier stays GONE in its old place).
+      this.tail.set(key, value);
+      this.count++;
+    }
+  }
+
+  delete(key: K): void {
+    if (!this.present(key)) return;
+    if (this.tail.has(key)) this.tail.delete(key);
+    else this.over.set(key, GONE);
+    this.count--;
+  }
+
+  get(key: K): V | undefined {
+    const t = this.tail.get(key);
+    if (t !== undefined || this.tail.has(key)) return t;
+    if (this.over.has(key)) {
+      const v = this.over.get(key);
+      return v === GONE ? undefined : v;
+    }
+    return this.base.get(key);
+  }
+
+  /** The result; this draft must not be used after. */
+  done(): ReadonlyMap<K, V> {
+    // Nothing before the new keys: they are the whole map.
+    if (this.base.size === 0 && this.over.size === 0) return this.tail;
+    return new OverlayMap(this.base, this.over, this.tail, this.count);
+  }
+}
