@@ -323,8 +323,9 @@ export class IptablesRenderer {
     const natPieces: PieceRules[] = [this.header.nat];
     let noLocalInternal = 0;
     let noLocalExternal = 0;
-    const { fragments, skipped, rendered } = fragmentsOf(ordered, (view) => renderPort(this.ctx, view, largeClusterMode, topology), rerenderAll);
-    for (const [name, f] of fragments) {
+    const { names, fragments, skipped, rendered } = fragmentsOf(ordered, (view) => renderPort(this.ctx, view, largeClusterMode, topology), rerenderAll);
+    for (const [i, f] of fragments.entries()) {
+      const name = names[i] as ServicePortName;
       filterPieces.push(f.filter);
       natPieces.push(f.nat);
       serviceChains.set(name, f.chains);

@@ -14,7 +14,7 @@ import { fragmentsOf, PortCache, type PortView, viewOf } from '../port-cache.js'
 import { canonicalIP, parseCIDR } from '../../core/ip.js';
 import { flat } from '../../core/text.js';
 import { masqueradeMark } from '../iptables/names.js';
-import { PortIndexed } from './port-indexed.js';
+import { PortIndexed, SortedPorts } from './port-indexed.js';
 import type { BaseChainSpec, NftChain, NftElement, NftSet, NftablesModel, NftablesRenderOptions, ServicePortObjects } from './model.js';
 import {
   CLUSTER_IPS_CHECK, CLUSTER_IPS_SET, FILTER_FORWARD, FILTER_INPUT, FILTER_OUTPUT, FILTER_OUTPUT_POST_DNAT, FILTER_PREROUTING,
@@ -186,7 +186,7 @@ export class NftablesRenderer {
    * The last render's fragments and elements: an endpoint change seldom changes any element,
    * and then the lists (and their key sets, a few MB at 10,000 services) are not made again.
    */
-  private last: { readonly fragments: readonly (readonly [ServicePortName, PortFragment])[]; readonly elements: ReadonlyMap<string, readonly NftElement[]> } | undefined;
+  private last: { readonly names: readonly ServicePortName[]; readonly fragments: readonly PortFragment[]; readonly elements: ReadonlyMap<string, readonly NftElement[]> } | undefined;
 
   constructor(options: NftablesRenderOptions) {
     const family = options.family;
@@ -280,19 +280,23 @@ export class NftablesRenderer {
 
   render(snap: Snapshot): NftablesModel {
     const { ordered, topology } = this.ports.update(snap, this.ctx.options.nodeName);
-    const { fragments, skipped, rendered } = fragmentsOf(ordered, (view) => renderPort(this.ctx, view, this.sharedSets, topology));
+    const made = fragmentsOf(ordered, (view) => renderPort(this.ctx, view, this.sharedSets, topology));
+    const { fragments, skipped, rendered } = made;
     this.lastRendered = rendered;
+    // The same ports as last time (an endpoint change): keep the last array of their names.
+    const last = this.last;
+    const names = last !== undefined && sameNames(last.names, made.names) ? last.names : made.names;
     let noLocalInternal = 0;
     let noLocalExternal = 0;
     let indexable = true;
-    for (const [, f] of fragments) {
+    for (const f of fragments) {
       noLocalInternal += f.noLocalInternal;
       noLocalExternal += f.noLocalExternal;
       indexable &&= f.indexable;
     }
-    const { chains, sets, servicePorts } = indexable ? this.indexed(fragments) : this.merged(fragments);
-    const elements = this.last !== undefined && sameElementsAs(this.last.fragments, fragments) ? this.last.elements : this.elementsOf(fragments);
-    this.last = { fragments, elements };
+    const { chains, sets, servicePorts } = indexable ? this.indexed(names, fragments) : this.merged(names, fragments);
+    const elements = last !== undefined && last.names === names && sameElementsAs(last.fragments, fragments) ? last.elements : this.elementsOf(fragments);
+    this.last = { names, fragments, elements };
     return Object.freeze({
       family: this.ctx.family === 'IPv6' ? 'ip6' : 'ip',
       table: TABLE,
@@ -310,14 +314,14 @@ export class NftablesRenderer {
    * The shared sets' elements: the fixed ones, then each port's in order; a key appears once per
    * set, the first port's (as the kernel would refuse a second add).
    */
-  private elementsOf(fragments: readonly (readonly [ServicePortName, PortFragment])[]): ReadonlyMap<string, readonly NftElement[]> {
+  private elementsOf(fragments: readonly PortFragment[]): ReadonlyMap<string, readonly NftElement[]> {
     const lists = new Map<string, NftElement[]>();
     const keys = new Map<string, Set<string>>();
     for (const [name, l] of this.headerElements) {
       lists.set(name, [...l]);
       keys.set(name, new Set(l.map((e) => e.key)));
     }
-    for (const [, f] of fragments) {
+    for (const f of fragments) {
       for (const { set: sn, list: els } of f.elements) {
         const l = lists.get(sn);
         const k = keys.get(sn);
@@ -335,15 +339,15 @@ export class NftablesRenderer {
   }
 
   /** Chains and sets as views over the ports' own (no name is any other port's: see PortIndexed). */
-  private indexed(fragments: readonly (readonly [ServicePortName, PortFragment])[]): Assembled {
-    const servicePorts = new Map<ServicePortName, ServicePortObjects>();
+  private indexed(names: readonly ServicePortName[], fragments: readonly PortFragment[]): Assembled {
+    const objects = fragments.map((f) => f.objects);
     let chains = this.headerChains.size;
     let sets = this.headerSets.size;
-    for (const [name, f] of fragments) {
-      servicePorts.set(name, f.objects);
-      chains += f.objects.chains.length;
-      sets += f.objects.affinitySets.length;
+    for (const o of objects) {
+      chains += o.chains.length;
+      sets += o.affinitySets.length;
     }
+    const servicePorts = new SortedPorts(names, objects);
     return {
       chains: new PortIndexed(this.headerChains, servicePorts, 'chains', chains),
       sets: new PortIndexed(this.headerSets, servicePorts, 'sets', sets),
@@ -357,11 +361,12 @@ export class NftablesRenderer {
    * first port keeps the chain or set (the second's rules are appended), as a single-pass render
    * would do.
    */
-  private merged(fragments: readonly (readonly [ServicePortName, PortFragment])[]): Assembled {
+  private merged(names: readonly ServicePortName[], fragments: readonly PortFragment[]): Assembled {
     const chains = new Map(this.headerChains);
     const sets = new Map(this.headerSets);
     const servicePorts = new Map<ServicePortName, ServicePortObjects>();
-    for (const [name, f] of fragments) {
+    for (const [i, f] of fragments.entries()) {
+      const name = names[i] as ServicePortName;
       let collided = false;
       for (const c of f.objects.chainObjects) {
         const had = chains.get(c.name);
@@ -387,13 +392,19 @@ export class NftablesRenderer {
   }
 }
 
-/** Whether two renders' ports are the same, in the same order, with equal elements (then so are the model's lists). */
-function sameElementsAs(before: readonly (readonly [ServicePortName, PortFragment])[], now: readonly (readonly [ServicePortName, PortFragment])[]): boolean {
+/** Whether two lists of port names are equal. */
+function sameNames(a: readonly ServicePortName[], b: readonly ServicePortName[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+/** Whether two renders' fragments of the same ports have equal elements, in order (then so are the model's lists). */
+function sameElementsAs(before: readonly PortFragment[], now: readonly PortFragment[]): boolean {
   if (before.length !== now.length) return false;
   for (let i = 0; i < now.length; i++) {
-    const [name, f] = now[i] as readonly [ServicePortName, PortFragment];
-    const [oldName, old] = before[i] as readonly [ServicePortName, PortFragment];
-    if (name !== oldName) return false;
+    const f = now[i] as PortFragment;
+    const old = before[i] as PortFragment;
     if (f === old || f.elements === old.elements) continue;
     if (f.elements.length !== old.elements.length) return false;
     for (let j = 0; j < f.elements.length; j++) {

@@ -21,7 +21,8 @@ import type { ServicePortName } from '../../core/ids.js';
 import { ChunkedText } from '../../core/text.js';
 import { quote } from './render.js';
 import { TABLE, isAffinitySetName, isServiceChainName, servicePortOfName } from './names.js';
-import { PortIndexed } from './port-indexed.js';
+import { PortIndexed, SortedPorts } from './port-indexed.js';
+import { compareNames } from '../port-cache.js';
 
 /** An `nft -f -` input, made chunk by chunk as it is written (see ChunkedText). */
 export class NftTransaction extends ChunkedText {
@@ -374,20 +375,54 @@ function scopeOf(model: NftablesModel, prev: NftablesModel, forcedPorts: Readonl
       previousSets: { [Symbol.iterator]: () => prevSets.keys() },
     };
   }
-  const now: ServicePortObjects[] = [];
-  model.servicePorts.forEach((p, spn) => {
-    if (p !== prev.servicePorts.get(spn) || forcedPorts.has(spn)) now.push(p);
-  });
-  const before: ServicePortObjects[] = [];
-  prev.servicePorts.forEach((p, spn) => {
-    if (p !== model.servicePorts.get(spn)) before.push(p);
-  });
+  const { now, before } = changedPorts(model.servicePorts, prev.servicePorts, forcedPorts);
   return {
     chains: [...chains.fixed.values(), ...now.flatMap((p) => p.chainObjects)],
     sets: [...sets.fixed.values(), ...now.flatMap((p) => p.setObjects)],
     previousChains: [...prevChains.fixed.keys(), ...before.flatMap((p) => p.chains)],
     previousSets: [...prevSets.fixed.keys(), ...before.flatMap((p) => p.affinitySets)],
   };
+}
+
+/**
+ * The ports of `model` whose objects are not `prev`'s (or that are forced), in model order, and
+ * the ports of `prev` whose objects are not `model`'s, in prev order. Two sorted views are
+ * walked side by side; other maps are looked up.
+ */
+function changedPorts(model: ReadonlyMap<ServicePortName, ServicePortObjects>, prev: ReadonlyMap<ServicePortName, ServicePortObjects>, forced: ReadonlySet<ServicePortName>): { now: ServicePortObjects[]; before: ServicePortObjects[] } {
+  const now: ServicePortObjects[] = [];
+  const before: ServicePortObjects[] = [];
+  if (!(model instanceof SortedPorts && prev instanceof SortedPorts)) {
+    model.forEach((p, spn) => {
+      if (p !== prev.get(spn) || forced.has(spn)) now.push(p);
+    });
+    prev.forEach((p, spn) => {
+      if (p !== model.get(spn)) before.push(p);
+    });
+    return { now, before };
+  }
+  const { names: a, objects: ao } = model;
+  const { names: b, objects: bo } = prev;
+  let i = 0;
+  let j = 0;
+  while (i < a.length || j < b.length) {
+    const c = i >= a.length ? 1 : j >= b.length ? -1 : a === b ? 0 : compareNames(a[i] as string, b[j] as string);
+    const p = ao[i] as ServicePortObjects;
+    const q = bo[j] as ServicePortObjects;
+    if (c === 0) {
+      if (p !== q || forced.has(a[i] as ServicePortName)) now.push(p);
+      if (p !== q) before.push(q);
+      i++;
+      j++;
+    } else if (c < 0) {
+      now.push(p);
+      i++;
+    } else {
+      before.push(q);
+      j++;
+    }
+  }
+  return { now, before };
 }
 
 /** The lines of the later transaction that deletes the chains and sets syncs left as stale. */

@@ -7,7 +7,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { namespacedName, servicePortName } from '../../../src/core/ids.js';
 import { renderNftables } from '../../../src/backends/nftables/render.js';
-import { PortIndexed } from '../../../src/backends/nftables/port-indexed.js';
+import { PortIndexed, SortedPorts } from '../../../src/backends/nftables/port-indexed.js';
 import { assertGolden } from '../../helpers/golden.js';
 import { ep, node, slice, svc } from '../../helpers/objects.js';
 import { NODE, OPTS, overall, port, snapshot, text, type Obj } from './fixture.js';
@@ -178,6 +178,13 @@ test('the model\'s chains and sets are views over its service ports: lookups fin
   let n = 0;
   m.chains.forEach((c, name) => assert.equal(c.name, name, `forEach ${n++}`));
   assert.equal(n, chains.length);
+  // The service ports: a sorted view, looked up by name.
+  assert.ok(m.servicePorts instanceof SortedPorts);
+  const ports = [...m.servicePorts.keys()];
+  assert.deepEqual(ports, [...ports].sort(), 'in name order');
+  assert.equal(m.servicePorts.size, ports.length);
+  for (const [name, p] of m.servicePorts) assert.equal(m.servicePorts.get(name), p, name);
+  for (const absent of [spn('ns5', 'svc5', 'p81'), spn('zz', 'zz', 'p80'), spn('a', 'a', 'a'), spn('ns1', 'svc1', '')]) assert.ok(!m.servicePorts.has(absent), absent);
 });
 
 test('names cut short (no port can be told from them): the model keeps Maps of its chains and sets', () => {
