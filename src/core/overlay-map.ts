@@ -12,6 +12,23 @@
 const GONE: unique symbol = Symbol('gone');
 type Change<V> = V | typeof GONE;
 
+/** A key's value in an overlay: the tail's, else the change's, else the base's. */
+function lookup<K, V>(base: ReadonlyMap<K, V>, over: ReadonlyMap<K, Change<V>>, tail: ReadonlyMap<K, V>, key: K): V | undefined {
+  const t = tail.get(key);
+  if (t !== undefined || tail.has(key)) return t;
+  if (over.has(key)) {
+    const v = over.get(key);
+    return v === GONE ? undefined : v;
+  }
+  return base.get(key);
+}
+
+function present<K, V>(base: ReadonlyMap<K, V>, over: ReadonlyMap<K, Change<V>>, tail: ReadonlyMap<K, V>, key: K): boolean {
+  if (tail.has(key)) return true;
+  if (over.has(key)) return over.get(key) !== GONE;
+  return base.has(key);
+}
+
 /** The read side: a base map never changed, changes to its keys, and keys after it. */
 export class OverlayMap<K, V> implements ReadonlyMap<K, V> {
   constructor(
@@ -24,19 +41,11 @@ export class OverlayMap<K, V> implements ReadonlyMap<K, V> {
   ) {}
 
   get(key: K): V | undefined {
-    const t = this.tail.get(key);
-    if (t !== undefined || this.tail.has(key)) return t;
-    if (this.over.has(key)) {
-      const v = this.over.get(key);
-      return v === GONE ? undefined : v;
-    }
-    return this.base.get(key);
+    return lookup(this.base, this.over, this.tail, key);
   }
 
   has(key: K): boolean {
-    if (this.tail.has(key)) return true;
-    if (this.over.has(key)) return this.over.get(key) !== GONE;
-    return this.base.has(key);
+    return present(this.base, this.over, this.tail, key);
   }
 
   *entries(): MapIterator<[K, V]> {
@@ -112,9 +121,7 @@ export class OverlayDraft<K, V> {
   }
 
   private present(key: K): boolean {
-    if (this.tail.has(key)) return true;
-    if (this.over.has(key)) return this.over.get(key) !== GONE;
-    return this.base.has(key);
+    return present(this.base, this.over, this.tail, key);
   }
 
   set(key: K, value: V): void {
@@ -135,13 +142,7 @@ export class OverlayDraft<K, V> {
   }
 
   get(key: K): V | undefined {
-    const t = this.tail.get(key);
-    if (t !== undefined || this.tail.has(key)) return t;
-    if (this.over.has(key)) {
-      const v = this.over.get(key);
-      return v === GONE ? undefined : v;
-    }
-    return this.base.get(key);
+    return lookup(this.base, this.over, this.tail, key);
   }
 
   /** The result; this draft must not be used after. */

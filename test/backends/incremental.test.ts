@@ -17,6 +17,7 @@ import { ep, node, slice, svc } from '../helpers/objects.js';
 import { SnapshotBuilder, type Snapshot } from '../../src/core/snapshot.js';
 import { generateCluster, sliceWithEndpoints, toSourceEvents, type Raw } from '../../bench/cluster-gen.js';
 import { addEvent, BASE_OPTS, NODE, overall, port } from '../helpers/upstream-world.js';
+import { rng } from '../helpers/rng.js';
 
 const IPT_OPTS = { ...BASE_OPTS, localhostNodePorts: false };
 
@@ -29,18 +30,6 @@ const MODES = [
   { name: 'iptables', make: (): Renderer<unknown> => new IptablesRenderer(IPT_OPTS), fresh: (s: Snapshot): unknown => renderIptables(s, IPT_OPTS) },
   { name: 'nftables', make: (): Renderer<unknown> => new NftablesRenderer(BASE_OPTS), fresh: (s: Snapshot): unknown => renderNftables(s, BASE_OPTS) },
 ] as const;
-
-/** mulberry32: a small seeded PRNG, so a failing sequence can be replayed. */
-function rng(seed: number): (n: number) => number {
-  let a = seed >>> 0;
-  return (n) => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return Math.floor((((t ^ (t >>> 14)) >>> 0) / 4294967296) * n);
-  };
-}
 
 function one(raw: Raw, kind: 'Service' | 'EndpointSlice'): ServiceObject | EndpointSliceObject {
   const [ev] = toSourceEvents([raw]);

@@ -6,18 +6,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { OverlayMap } from '../../src/core/overlay-map.js';
-
-/** mulberry32, seeded, so a failure replays. */
-function rng(seed: number): (n: number) => number {
-  let a = seed >>> 0;
-  return (n) => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return Math.floor((((t ^ (t >>> 14)) >>> 0) / 4294967296) * n);
-  };
-}
+import { rng } from '../helpers/rng.js';
 
 function same(actual: ReadonlyMap<string, number>, expected: ReadonlyMap<string, number>, where: string): void {
   assert.deepEqual([...actual], [...expected], `${where}: entries in order`);
