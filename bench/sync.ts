@@ -11,7 +11,9 @@
  * - kproxy end to end (median of BENCH_KERNEL_RUNS): the real kproxy process in a fresh namespace
  *   with --manifests (a folder of JSON List files) from spawn to its "synced proxy rules" line,
  *   with kproxy's own measure of the sync; then one EndpointSlice edit in a manifest file to the
- *   partial sync's line; and the process's peak RSS (VmHWM).
+ *   partial sync's line; and the process's peak RSS (VmHWM); then BENCH_MORE_PARTIALS (20) more
+ *   one-endpoint changes, one sync each, for at most BENCH_MORE_PARTIALS_S (120) seconds: their
+ *   median, and the peak RSS after them.
  * Ratios are against the kernel tool measured in the same run. iptables mode runs with a legacy
  * node (kubelet's KUBE-IPTABLES-HINT chain in the namespace), so kproxy picks iptables-legacy as
  * upstream's image would; iptables-nft-restore is also timed alone up to BENCH_NFT_BACKEND_MAX.
@@ -20,7 +22,8 @@
  * Env: BENCH_SIZES (default 1000,10000; 30000 is supported), BENCH_MODES (iptables,nftables),
  * BENCH_RUNS (5), BENCH_KERNEL_RUNS (3; 1 at ≥30,000), BENCH_TOOL_TIMEOUT_S (900 per tool run),
  * BENCH_DEADLINE_MIN (90: later steps print n/a), BENCH_NFT_BACKEND_MAX (1000), BENCH_NFT_ONE_TX_MAX (1000),
- * BENCH_NAMESPACES (1; 0 = in-process columns only), BENCH_TOOL_ALONE (1; 0 = kproxy end to end only). Needs root for the namespace columns (n/a otherwise).
+ * BENCH_NAMESPACES (1; 0 = in-process columns only), BENCH_TOOL_ALONE (1; 0 = kproxy end to end only),
+ * BENCH_MORE_PARTIALS (20), BENCH_MORE_PARTIALS_S (120). Needs root for the namespace columns (n/a otherwise).
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -55,6 +58,8 @@ const DEADLINE = performance.now() + Number(env('BENCH_DEADLINE_MIN', '90')) * 6
 const NFT_BACKEND_MAX = Number(env('BENCH_NFT_BACKEND_MAX', '1000'));
 const NFT_ONE_TX_MAX = Number(env('BENCH_NFT_ONE_TX_MAX', '1000'));
 const TOOL_ALONE = env('BENCH_TOOL_ALONE', '1') !== '0';
+const MORE_PARTIALS = Number(env('BENCH_MORE_PARTIALS', '20'));
+const MORE_PARTIALS_MS = Number(env('BENCH_MORE_PARTIALS_S', '120')) * 1000;
 const kernelRuns = (n: number): number => Number(process.env.BENCH_KERNEL_RUNS ?? (n >= 30000 ? '1' : '3'));
 
 function log(msg: string): void {
@@ -202,6 +207,12 @@ interface EndToEnd {
   /** kproxy's own measure of the partial sync. */
   readonly partialSync: number;
   readonly rssMB: number;
+  /** Median of the BENCH_MORE_PARTIALS one-endpoint changes after that one, each its own sync. */
+  readonly morePartials: number;
+  /** How many of them ran (BENCH_MORE_PARTIALS_S bounds their time). */
+  readonly moreCount: number;
+  /** Peak RSS after them: what a run of partial syncs adds to the first one's. */
+  readonly rssAfterMoreMB: number;
 }
 
 /** The real kproxy process with --manifests, in a fresh namespace. */
@@ -228,9 +239,23 @@ async function endToEnd(mode: Mode, cluster: Cluster, dir: string, runs: number)
         // The sync for the edit: at 30,000 services the sync period ends during the first sync,
         // and the periodic sync that follows it (nothing changed) may come first.
         const second = await kp.waitChangeSync(1, TOOL_TIMEOUT_MS);
+        const rssMB = kp.peakRssMB();
+        // More one-endpoint changes, one sync each, to other slices: does memory creep?
+        const more: number[] = [];
+        const until = Math.min(DEADLINE, performance.now() + MORE_PARTIALS_MS);
+        for (let k = 1; k <= MORE_PARTIALS && performance.now() < until; k++) {
+          const j = (i + 7 * k) % slices.length;
+          const sj = slices[j];
+          if (!sj) break;
+          slices[j] = sliceWithEndpoints(sj, 9, j * 10, NODE);
+          const after = kp.syncs.length;
+          writeSliceFile(slices, dir, j);
+          more.push((await kp.waitChangeSync(after, TOOL_TIMEOUT_MS)).elapsedMs);
+        }
         rows.push({
           startToSynced: first.at - kp.started, fullSync: first.elapsedMs,
-          editToSynced: second.at - t, partialSync: second.elapsedMs, rssMB: kp.peakRssMB(),
+          editToSynced: second.at - t, partialSync: second.elapsedMs, rssMB,
+          morePartials: median(more), moreCount: more.length, rssAfterMoreMB: more.length === 0 ? NaN : kp.peakRssMB(),
         });
       } catch (err) {
         log(`kproxy ${mode}: ${err instanceof Error ? err.message : String(err)}`);
@@ -240,7 +265,11 @@ async function endToEnd(mode: Mode, cluster: Cluster, dir: string, runs: number)
     });
   }
   const m = (k: keyof EndToEnd): number => median(rows.map((x) => x[k]));
-  return { startToSynced: m('startToSynced'), fullSync: m('fullSync'), editToSynced: m('editToSynced'), partialSync: m('partialSync'), rssMB: rows.length === 0 ? NaN : Math.max(...rows.map((x) => x.rssMB)) };
+  const peak = (k: 'rssMB' | 'rssAfterMoreMB'): number => (rows.length === 0 ? NaN : Math.max(...rows.map((x) => x[k])));
+  return {
+    startToSynced: m('startToSynced'), fullSync: m('fullSync'), editToSynced: m('editToSynced'), partialSync: m('partialSync'),
+    rssMB: peak('rssMB'), morePartials: m('morePartials'), moreCount: m('moreCount'), rssAfterMoreMB: peak('rssAfterMoreMB'),
+  };
 }
 
 /**
@@ -286,7 +315,7 @@ async function main(): Promise<void> {
         const own = ip.render + ip.serialize;
         const runs = kernelRuns(n);
         let tool: ToolTimes = { full: NaN, partial: NaN };
-        let e2e: EndToEnd = { startToSynced: NaN, fullSync: NaN, editToSynced: NaN, partialSync: NaN, rssMB: NaN };
+        let e2e: EndToEnd = { startToSynced: NaN, fullSync: NaN, editToSynced: NaN, partialSync: NaN, rssMB: NaN, morePartials: NaN, moreCount: NaN, rssAfterMoreMB: NaN };
         if (root && performance.now() < DEADLINE) {
           if (TOOL_ALONE) {
             log(`${n} services, ${mode}: kernel tool alone ×${runs}`);
@@ -313,6 +342,7 @@ async function main(): Promise<void> {
         part.push(pad([
           mode, n.toLocaleString('en'), `${ms(ip.partial)} (${ip.partialRendered} port)`, `${(ip.texts.partialChars / 1e3).toFixed(0)} kB`, ms(tool.partial),
           ms(e2e.partialSync), ms(e2e.editToSynced), pct(e2e.partialSync / e2e.fullSync),
+          Number.isFinite(e2e.moreCount) && e2e.moreCount > 0 ? `${ms(e2e.morePartials)} (${e2e.moreCount})` : 'n/a', Number.isFinite(e2e.rssAfterMoreMB) ? `${e2e.rssAfterMoreMB.toFixed(0)} MB` : 'n/a',
         ]));
         process.stdout.write(`${full[full.length - 1] ?? ''}\n${part[part.length - 1] ?? ''}\n`);
       }
@@ -331,8 +361,8 @@ async function main(): Promise<void> {
     ...full,
     '',
     'One-endpoint change (one EndpointSlice loses/changes one endpoint).',
-    pad(['mode', 'services', 'render + serialize (incremental)', 'text', 'tool alone', 'kproxy partial sync', 'manifest edit → synced', 'partial / full']),
-    pad(Array(8).fill('---')),
+    pad(['mode', 'services', 'render + serialize (incremental)', 'text', 'tool alone', 'kproxy partial sync', 'manifest edit → synced', 'partial / full', `more partial syncs: median (count)`, 'peak RSS after them']),
+    pad(Array(10).fill('---')),
     ...part,
     '',
     ...extra,
