@@ -6,7 +6,8 @@
  * same set and delete calls, iteration order included (a key set again keeps its place; a key
  * added, or deleted and added again, goes to the end). Once the changes pile up to an eighth of
  * the base, the next draft starts from a plain Map again, so lookups stay at most three Map
- * lookups and the overlay's size stays bounded.
+ * lookups and the overlay's size stays bounded (as do the replaced values the base still holds
+ * until then: at most an eighth of its entries).
  */
 
 const GONE: unique symbol = Symbol('gone');
