@@ -106,9 +106,9 @@ export function isAffinitySetName(set: string): boolean {
 /**
  * The service port a per-service chain or affinity set name spells out
  * (`<prefix><HASH8>-<ns>/<svc>/<proto>/<port>[__<endpoint>]`), or undefined for a name of
- * another form. A name cut short, or made of names holding `/` or `__`, may spell out another
- * port: the renderer indexes a port's objects by this only after checking that each of its
- * names gives the port back (see PortIndexed).
+ * another form. A name cut short, or made of names holding `/` or `_`, may spell out another
+ * port: the renderer indexes a port's objects by this only when spellsServicePort says its
+ * names give it back (see PortIndexed).
  */
 export function servicePortOfName(name: string): ServicePortName | undefined {
   const dash = name.indexOf('-');
@@ -119,4 +119,19 @@ export function servicePortOfName(name: string): ServicePortName | undefined {
   if (parts.length !== 4) return undefined;
   const [ns, svc, , port] = parts as [string, string, string, string];
   return servicePortName(namespacedName(ns, svc), port);
+}
+
+/** The longest `ns/svc/proto/port` whose names are never cut inside it (nor right after it). */
+const PORT_TEXT_MAX = BASE_LENGTH_MAX - 3 - 9 - 2;
+
+/**
+ * Whether servicePortOfName gives this port back for every chain and affinity set name of it:
+ * its namespace, service and port names hold no `/` or `_`, and its text is short enough that
+ * hashAndTruncate never cuts into it. Always so for the names the sources accept (DNS labels,
+ * 148 characters at most); a test checks it against the names themselves.
+ */
+export function spellsServicePort(spn: ServicePortName): boolean {
+  const p = parseServicePortName(spn);
+  const parts = `${p.namespace}${p.name}${p.port}`;
+  return !/[/_]/.test(parts) && parts.length + '///sctp'.length <= PORT_TEXT_MAX;
 }

@@ -4,9 +4,9 @@
  * them at every sync was most of what an endpoint change allocated (~11 MB of hash tables, left
  * for the next full garbage collection) and a third of its render time, for a handful of changed
  * chains. A lookup finds the service port the name spells out (servicePortOfName), then the name
- * among that port's few objects; the renderer uses this view only when every per-port name gives
- * its own port back, so no two ports can share a name and a lookup misses only what the model
- * does not have.
+ * among that port's few objects; the renderer uses this view only when every port's names give
+ * it back (spellsServicePort), so no two ports can share a name and a lookup misses only what the
+ * model does not have.
  */
 import type { ServicePortName } from '../../core/ids.js';
 import type { NftChain, NftSet, ServicePortObjects } from './model.js';
@@ -32,11 +32,6 @@ export class PortIndexed<T extends NftChain | NftSet> implements ReadonlyMap<str
     private readonly kind: Kind,
     readonly size: number,
   ) {}
-
-  /** Whether every name of the port gives the port back, so this view can index it. */
-  static indexable(spn: ServicePortName, p: ServicePortObjects): boolean {
-    return p.chains.every((n) => servicePortOfName(n) === spn) && p.affinitySets.every((n) => servicePortOfName(n) === spn);
-  }
 
   get(name: string): T | undefined {
     const f = this.fixed.get(name);

@@ -20,7 +20,7 @@ import {
   CLUSTER_IPS_CHECK, CLUSTER_IPS_SET, FILTER_FORWARD, FILTER_INPUT, FILTER_OUTPUT, FILTER_OUTPUT_POST_DNAT, FILTER_PREROUTING,
   FIREWALL_CHECK, FIREWALL_IPS_MAP, MARK_MASQ_CHAIN, MASQUERADING_CHAIN, NAT_OUTPUT, NAT_POSTROUTING, NAT_PREROUTING,
   NODEPORT_ENDPOINTS_CHECK, NODEPORT_IPS_SET, NO_ENDPOINT_NODEPORTS_MAP, NO_ENDPOINT_SERVICES_MAP, REJECT_CHAIN,
-  SERVICES_CHAIN, SERVICE_ENDPOINTS_CHECK, SERVICE_IPS_MAP, SERVICE_NODEPORTS_MAP, TABLE, endpointNames, serviceChainNames,
+  SERVICES_CHAIN, SERVICE_ENDPOINTS_CHECK, SERVICE_IPS_MAP, SERVICE_NODEPORTS_MAP, TABLE, endpointNames, serviceChainNames, spellsServicePort,
 } from './names.js';
 
 /** Upstream's base chains: filter chains run before DNAT (dstnat-10), one more after it (dstnat+10). */
@@ -611,5 +611,5 @@ function renderPort(ctx: RenderContext, v: PortView, sharedSets: ReadonlySet<str
     chainObjects: Object.freeze(b.frozenChains()),
     setObjects: exact([...b.sets.values()]),
   });
-  return { objects, elements: b.frozenElements(), indexable: PortIndexed.indexable(sp.name, objects), noLocalInternal, noLocalExternal };
+  return { objects, elements: b.frozenElements(), indexable: spellsServicePort(sp.name), noLocalInternal, noLocalExternal };
 }

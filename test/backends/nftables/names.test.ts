@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { namespacedName, servicePortName } from '../../../src/core/ids.js';
 import {
-  endpointNames, hashAndTruncate, isAffinitySetName, isServiceChainName, serviceChainNames, servicePortOfName,
+  endpointNames, hashAndTruncate, isAffinitySetName, isServiceChainName, serviceChainNames, servicePortOfName, spellsServicePort,
 } from '../../../src/backends/nftables/names.js';
 
 const spn = (ns: string, name: string, port: string) => servicePortName(namespacedName(ns, name), port);
@@ -62,4 +62,35 @@ test('servicePortOfName: the service port a per-port name spells out; nothing fo
   const cut = `service-${hashAndTruncate(`${'n'.repeat(120)}/${'s'.repeat(120)}/tcp/p80`)}`;
   assert.ok(cut.endsWith('...'));
   assert.notEqual(servicePortOfName(cut), spn('n'.repeat(120), 's'.repeat(120), 'p80'));
+});
+
+test('spellsServicePort: when it says so, every chain and affinity set name of the port gives the port back', () => {
+  // The longest names it accepts: 226 characters of ns/svc/proto/port with sctp.
+  const edge = 226 - '///sctp'.length;
+  const cases: [string, string, string, boolean][] = [
+    ['ns1', 'svc1', 'p80', true],
+    ['ns', 'svc', '', true],
+    ['a'.repeat(63), 'b'.repeat(63), 'c'.repeat(15), true],
+    ['n'.repeat(edge - 2), 's', 'p', true],
+    ['n'.repeat(edge - 1), 's', 'p', false],
+    ['ns', 'svc', 'p_1', false],
+    ['ns', 'svc', 'a/b', false],
+  ];
+  for (const [ns, name, port, want] of cases) {
+    const s = spn(ns, name, port);
+    assert.equal(spellsServicePort(s), want, `${ns.length}/${name}/${port}`);
+    if (!want) continue;
+    for (const proto of ['TCP', 'UDP', 'SCTP']) {
+      const chains = serviceChainNames(s, proto);
+      const names = [chains.cluster, chains.local, chains.external, chains.firewall];
+      for (const e of ['10.180.0.1:80', '[fd00:10:180::1]:8080', '255.255.255.255:65535']) {
+        const ep = endpointNames(s, proto, e);
+        names.push(ep.chain, ep.affinitySet);
+      }
+      for (const n of names) assert.equal(servicePortOfName(n), s, n);
+    }
+  }
+  // Over the limit, a name is cut inside the port's text and spells out another port.
+  const over = spn('n'.repeat(edge + 20), 's', 'p');
+  assert.notEqual(servicePortOfName(endpointNames(over, 'TCP', '10.180.0.1:80').chain), over);
 });
