@@ -140,12 +140,16 @@ export function serializeStages(model: NftablesModel, ports: Iterable<ServicePor
   const all = batches.flat();
   const chains = new Set(all.flatMap((port) => port.chains));
   const sets = new Set(all.flatMap((port) => port.affinitySets));
+  // The shared chains and sets the ports' rules may name, declared by every stage: found once,
+  // not by each stage walking every chain again.
+  const shared: string[] = [];
+  for (const c of model.chains.values()) if (!c.base && !isServiceChainName(c.name)) shared.push(chainDecl(p, c));
+  for (const s of model.sets.values()) if (!isAffinitySetName(s.name) && !model.absentSets.includes(s.name)) shared.push(setDecl(p, s));
   const transactions = batches.map((b, i) => new NftTransaction(function* () {
     // The first stage may create the table, so it gives the comment; the others do not, as a
     // table declared with a comment makes nft load every chain and set first.
     yield i === 0 ? `add table ${p} { comment ${quote(TABLE_COMMENT)} ; }` : `add table ${p}`;
-    for (const c of model.chains.values()) if (!c.base && !isServiceChainName(c.name)) yield chainDecl(p, c);
-    for (const s of model.sets.values()) if (!isAffinitySetName(s.name) && !model.absentSets.includes(s.name)) yield setDecl(p, s);
+    yield* shared;
     const own = b.flatMap((port) => port.chainObjects);
     for (const port of b) for (const set of port.setObjects) yield setDecl(p, set);
     for (const c of own) {
