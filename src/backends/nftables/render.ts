@@ -356,38 +356,49 @@ export class NftablesRenderer {
   }
 
   /**
-   * Chains and sets as Maps, for ports whose names may not spell them out (cut short): names
-   * are hashes of the port, so another port's are never the same in practice. If they were, the
-   * first port keeps the chain or set (the second's rules are appended), as a single-pass render
-   * would do.
+   * Chains and sets as Maps, for ports whose names may not spell them out (cut short, or made of
+   * names holding `/` or `_`). Then two ports can make the same name: the first port declaring a
+   * chain or set owns it, and a chain declared again gets the later port's rules appended, as a
+   * single-pass render would do.
    */
   private merged(names: readonly ServicePortName[], fragments: readonly PortFragment[]): Assembled {
     const chains = new Map(this.headerChains);
     const sets = new Map(this.headerSets);
-    const servicePorts = new Map<ServicePortName, ServicePortObjects>();
-    for (const [i, f] of fragments.entries()) {
+    const chainOwner = new Map<string, ServicePortName>();
+    const setOwner = new Map<string, ServicePortName>();
+    fragments.forEach((f, i) => {
       const name = names[i] as ServicePortName;
-      let collided = false;
       for (const c of f.objects.chainObjects) {
         const had = chains.get(c.name);
-        if (had === undefined) chains.set(c.name, c);
-        else {
-          collided = true;
-          chains.set(c.name, Object.freeze({ ...had, rules: Object.freeze([...had.rules, ...c.rules]) }));
-        }
+        if (had === undefined) {
+          chains.set(c.name, c);
+          chainOwner.set(c.name, name);
+        } else chains.set(c.name, Object.freeze({ ...had, rules: Object.freeze([...had.rules, ...c.rules]) }));
       }
       for (const s of f.objects.setObjects) {
-        if (sets.has(s.name)) collided = true;
-        else sets.set(s.name, s);
+        if (sets.has(s.name)) continue;
+        sets.set(s.name, s);
+        setOwner.set(s.name, name);
       }
-      servicePorts.set(name, collided ? ownedAfterCollision(f.objects, chains, sets) : f.objects);
-    }
-    // A port whose chain took a later port's rules owns the merged chain.
-    for (const [name, p] of servicePorts) {
-      if (p.chainObjects.some((c) => chains.get(c.name) !== c)) {
-        servicePorts.set(name, Object.freeze({ ...p, chainObjects: Object.freeze(p.chains.flatMap((c) => chains.get(c) ?? [])) }));
+    });
+    const servicePorts = new Map<ServicePortName, ServicePortObjects>();
+    fragments.forEach((f, i) => {
+      const name = names[i] as ServicePortName;
+      const o = f.objects;
+      if (o.chainObjects.every((c) => chains.get(c.name) === c) && o.setObjects.every((s) => sets.get(s.name) === s)) {
+        servicePorts.set(name, o);
+        return;
       }
-    }
+      // A name it shares: it owns what it declared first, with the rules appended since.
+      const own = o.chains.filter((c) => chainOwner.get(c) === name);
+      const ownSets = o.affinitySets.filter((s) => setOwner.get(s) === name);
+      servicePorts.set(name, Object.freeze({
+        chains: Object.freeze(own),
+        affinitySets: Object.freeze(ownSets),
+        chainObjects: Object.freeze(own.flatMap((c) => chains.get(c) ?? [])),
+        setObjects: Object.freeze(ownSets.flatMap((s) => sets.get(s) ?? [])),
+      }));
+    });
     return { chains, sets, servicePorts };
   }
 }
@@ -426,21 +437,6 @@ interface Assembled {
   readonly chains: ReadonlyMap<string, NftChain>;
   readonly sets: ReadonlyMap<string, NftSet>;
   readonly servicePorts: ReadonlyMap<ServicePortName, ServicePortObjects>;
-}
-
-/** After a name collision: the port owns only the chains and sets whose first declaration was its own. */
-function ownedAfterCollision(p: ServicePortObjects, chains: ReadonlyMap<string, NftChain>, sets: ReadonlyMap<string, NftSet>): ServicePortObjects {
-  const chainObjects = p.chainObjects.flatMap((c) => {
-    const kept = chains.get(c.name);
-    return kept === c ? [kept] : [];
-  });
-  const setObjects = p.setObjects.filter((s) => sets.get(s.name) === s);
-  return Object.freeze({
-    chains: Object.freeze(chainObjects.map((c) => c.name)),
-    affinitySets: Object.freeze(setObjects.map((s) => s.name)),
-    chainObjects: Object.freeze(chainObjects),
-    setObjects: Object.freeze(setObjects),
-  });
 }
 
 /** A fresh render of one snapshot (same result as an NftablesRenderer's render of it). */

@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { namespacedName, servicePortName } from '../../../src/core/ids.js';
 import { renderNftables } from '../../../src/backends/nftables/render.js';
 import { PortIndexed, SortedPorts } from '../../../src/backends/nftables/port-indexed.js';
+import { serviceChainNames } from '../../../src/backends/nftables/names.js';
 import { assertGolden } from '../../helpers/golden.js';
 import { ep, node, slice, svc } from '../../helpers/objects.js';
 import { NODE, OPTS, overall, port, snapshot, text, type Obj } from './fixture.js';
@@ -205,4 +206,32 @@ test('names cut short (no port can be told from them): the model keeps Maps of i
   for (const [i, c] of svc1.chains.entries()) assert.equal(m.chains.get(c), svc1.chainObjects[i]);
   const svc2 = m.servicePorts.get(spn('ns2', 'svc2', 'p80'));
   assert.ok(svc2 && svc2.chains.length === 2 && svc2.chains.every((c) => m.chains.get(c)?.name === c));
+});
+
+test('two ports that make the same chain name (names holding "/"): the first in name order owns it, with both ports\' rules', () => {
+  // Both spell out n/s/tcp/q/tcp/r: service "s" with port "q/tcp/r", and service "s/tcp/q" with port "r".
+  // The sources refuse such names; a snapshot made in code can still hold them.
+  const objects: Obj[] = [
+    svc('n', 's', { clusterIP: '172.30.0.41', ports: [port('q/tcp/r', 80)] }),
+    slice('n', 's-1', 's', [ep('10.180.0.1')], { portName: 'q/tcp/r', port: 80 }),
+    svc('n', 's/tcp/q', { clusterIP: '172.30.0.42', ports: [port('r', 80)] }),
+    slice('n', 'sq-1', 's/tcp/q', [ep('10.180.0.2')], { portName: 'r', port: 80 }),
+  ];
+  const m = renderNftables(snapshot(objects), OPTS);
+  assert.ok(m.chains instanceof Map, 'such names keep Maps');
+  const first = spn('n', 's/tcp/q', 'r'); // "n/s/tcp/q:r" sorts before "n/s:q/tcp/r"
+  const second = spn('n', 's', 'q/tcp/r');
+  const shared = serviceChainNames(first, 'tcp').cluster;
+  assert.equal(shared, serviceChainNames(second, 'tcp').cluster);
+  const chain = m.chains.get(shared);
+  assert.equal(chain?.rules.filter((r: string) => r.startsWith('numgen')).length, 2, 'both ports\' load-balancing rules');
+  const a = m.servicePorts.get(first);
+  const b = m.servicePorts.get(second);
+  assert.ok(a && b);
+  assert.ok(a.chains.includes(shared) && !b.chains.includes(shared), 'the first port owns it');
+  for (const p of [a, b]) {
+    assert.equal(p.chainObjects.length, p.chains.length);
+    for (const [i, c] of p.chains.entries()) assert.equal(p.chainObjects[i], m.chains.get(c), `${c}: the port holds the model's chain`);
+  }
+  assert.ok(b.chains.some((c) => c.startsWith('endpoint-')), 'the second keeps its own endpoint chain');
 });
