@@ -11,6 +11,7 @@
  */
 
 const GONE: unique symbol = Symbol('gone');
+/** A base key's new value, or GONE. */
 type Change<V> = V | typeof GONE;
 
 /** A key's value in an overlay: the tail's, else the change's, else the base's. */
@@ -33,11 +34,12 @@ function present<K, V>(base: ReadonlyMap<K, V>, over: ReadonlyMap<K, Change<V>>,
 /** The read side: a base map never changed, changes to its keys, and keys after it. */
 export class OverlayMap<K, V> implements ReadonlyMap<K, V> {
   constructor(
-    private readonly base: ReadonlyMap<K, V>,
+    /** Never changed: later maps share it. */
+    readonly base: ReadonlyMap<K, V>,
     /** Base keys whose value changed in place, or that are gone (GONE; again in `tail` if added back). */
-    private readonly over: ReadonlyMap<K, Change<V>>,
+    readonly over: ReadonlyMap<K, Change<V>>,
     /** Keys after the base's, in the order they were added. */
-    private readonly tail: ReadonlyMap<K, V>,
+    readonly tail: ReadonlyMap<K, V>,
     readonly size: number,
   ) {}
 
@@ -88,10 +90,6 @@ export class OverlayMap<K, V> implements ReadonlyMap<K, V> {
     return new OverlayDraft(from);
   }
 
-  /** @internal: the parts a draft starts from. */
-  static parts<K, V>(m: OverlayMap<K, V>): { base: ReadonlyMap<K, V>; over: ReadonlyMap<K, Change<V>>; tail: ReadonlyMap<K, V> } {
-    return { base: m.base, over: m.over, tail: m.tail };
-  }
 }
 
 /** The write side: set and delete as on a copy, then done() for the immutable result. */
@@ -103,10 +101,9 @@ export class OverlayDraft<K, V> {
 
   constructor(from: ReadonlyMap<K, V> | undefined) {
     if (from instanceof OverlayMap && !OverlayDraft.piledUp(from)) {
-      const p = OverlayMap.parts(from);
-      this.base = p.base;
-      this.over = new Map(p.over);
-      this.tail = new Map(p.tail);
+      this.base = from.base;
+      this.over = new Map(from.over);
+      this.tail = new Map(from.tail);
     } else {
       this.base = from instanceof Map ? from : new Map(from);
       this.over = new Map();
@@ -117,8 +114,7 @@ export class OverlayDraft<K, V> {
 
   /** Changes of an eighth of the base or more: start from a plain Map. */
   private static piledUp<K, V>(m: OverlayMap<K, V>): boolean {
-    const p = OverlayMap.parts(m);
-    return (p.over.size + p.tail.size) * 8 >= Math.max(p.base.size, 64);
+    return (m.over.size + m.tail.size) * 8 >= Math.max(m.base.size, 64);
   }
 
   private present(key: K): boolean {
