@@ -147,3 +147,96 @@ export function viewOf(sp: ServicePort, eps: readonly Endpoint[], family: 'IPv4'
 export function validPort(p: number): boolean {
   return Number.isInteger(p) && p >= 1 && p <= 65535;
 }
+
+/**
+ * A model's service ports as a view over two arrays in name order (PortCache's), looked up by
+ * binary search: a Map of 10,000 ports made at every sync was most of what a model kept per sync
+ * that outlived it (~0.7 MB of hash table, left for the next full garbage collection).
+ */
+export class SortedPorts<V> implements ReadonlyMap<ServicePortName, V> {
+  constructor(
+    /** In compareNames order, each once. */
+    readonly names: readonly ServicePortName[],
+    /** At the same indexes as their names. */
+    readonly items: readonly V[],
+  ) {}
+
+  get size(): number {
+    return this.names.length;
+  }
+
+  indexOf(name: string): number {
+    let lo = 0;
+    let hi = this.names.length - 1;
+    while (lo <= hi) {
+      const mid = (lo + hi) >>> 1;
+      const c = compareNames(this.names[mid] as string, name);
+      if (c === 0) return mid;
+      if (c < 0) lo = mid + 1;
+      else hi = mid - 1;
+    }
+    return -1;
+  }
+
+  get(name: ServicePortName): V | undefined {
+    const i = this.indexOf(name);
+    return i < 0 ? undefined : this.items[i];
+  }
+
+  has(name: ServicePortName): boolean {
+    return this.indexOf(name) >= 0;
+  }
+
+  values(): MapIterator<V> {
+    return this.items.values();
+  }
+
+  keys(): MapIterator<ServicePortName> {
+    return this.names.values();
+  }
+
+  *entries(): MapIterator<[ServicePortName, V]> {
+    for (let i = 0; i < this.names.length; i++) yield [this.names[i] as ServicePortName, this.items[i] as V];
+  }
+
+  [Symbol.iterator](): MapIterator<[ServicePortName, V]> {
+    return this.entries();
+  }
+
+  forEach(fn: (value: V, key: ServicePortName, map: ReadonlyMap<ServicePortName, V>) => void, thisArg?: unknown): void {
+    for (let i = 0; i < this.names.length; i++) fn.call(thisArg, this.items[i] as V, this.names[i] as ServicePortName, this);
+  }
+}
+
+/**
+ * Walks two sorted views side by side, in name order, and calls `fn` for every service port
+ * whose value is not the very same object in both (a side without the port gives undefined), and
+ * for every port of `also` that both have. A partial sync's question: which ports to write again,
+ * and which earlier objects are gone, without a lookup per port.
+ */
+export function forEachChangedPort<V>(
+  now: SortedPorts<V>, before: SortedPorts<V>, also: ReadonlySet<ServicePortName>,
+  fn: (name: ServicePortName, now: V | undefined, before: V | undefined) => void,
+): void {
+  const { names: a, items: av } = now;
+  const { names: b, items: bv } = before;
+  let i = 0;
+  let j = 0;
+  while (i < a.length || j < b.length) {
+    const c = i >= a.length ? 1 : j >= b.length ? -1 : a === b ? 0 : compareNames(a[i] as string, b[j] as string);
+    if (c === 0) {
+      const name = a[i] as ServicePortName;
+      const p = av[i];
+      const q = bv[j];
+      if (p !== q || also.has(name)) fn(name, p, q);
+      i++;
+      j++;
+    } else if (c < 0) {
+      fn(a[i] as ServicePortName, av[i], undefined);
+      i++;
+    } else {
+      fn(b[j] as ServicePortName, undefined, bv[j]);
+      j++;
+    }
+  }
+}

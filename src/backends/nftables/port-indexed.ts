@@ -11,7 +11,6 @@
 import type { ServicePortName } from '../../core/ids.js';
 import type { NftChain, NftSet, ServicePortObjects } from './model.js';
 import { servicePortOfName } from './names.js';
-import { compareNames } from '../port-cache.js';
 
 type Kind = 'chains' | 'sets';
 
@@ -74,64 +73,5 @@ export class PortIndexed<T extends NftChain | NftSet> implements ReadonlyMap<str
 
   forEach(fn: (value: T, key: string, map: ReadonlyMap<string, T>) => void, thisArg?: unknown): void {
     for (const v of this.all()) fn.call(thisArg, v, v.name, this);
-  }
-}
-
-/**
- * The model's service ports as a view over two arrays in name order, looked up by binary
- * search: a Map of 10,000 ports made at every sync was most of what the model kept per sync
- * that outlived it (~0.7 MB of hash table, left for the next full garbage collection).
- */
-export class SortedPorts implements ReadonlyMap<ServicePortName, ServicePortObjects> {
-  constructor(
-    /** In compareNames order (PortCache's), each once. */
-    readonly names: readonly ServicePortName[],
-    readonly objects: readonly ServicePortObjects[],
-  ) {}
-
-  get size(): number {
-    return this.names.length;
-  }
-
-  private indexOf(name: string): number {
-    let lo = 0;
-    let hi = this.names.length - 1;
-    while (lo <= hi) {
-      const mid = (lo + hi) >>> 1;
-      const c = compareNames(this.names[mid] as string, name);
-      if (c === 0) return mid;
-      if (c < 0) lo = mid + 1;
-      else hi = mid - 1;
-    }
-    return -1;
-  }
-
-  get(name: ServicePortName): ServicePortObjects | undefined {
-    const i = this.indexOf(name);
-    return i < 0 ? undefined : this.objects[i];
-  }
-
-  has(name: ServicePortName): boolean {
-    return this.indexOf(name) >= 0;
-  }
-
-  values(): MapIterator<ServicePortObjects> {
-    return this.objects.values();
-  }
-
-  keys(): MapIterator<ServicePortName> {
-    return this.names.values();
-  }
-
-  *entries(): MapIterator<[ServicePortName, ServicePortObjects]> {
-    for (let i = 0; i < this.names.length; i++) yield [this.names[i] as ServicePortName, this.objects[i] as ServicePortObjects];
-  }
-
-  [Symbol.iterator](): MapIterator<[ServicePortName, ServicePortObjects]> {
-    return this.entries();
-  }
-
-  forEach(fn: (value: ServicePortObjects, key: ServicePortName, map: ReadonlyMap<ServicePortName, ServicePortObjects>) => void, thisArg?: unknown): void {
-    for (let i = 0; i < this.names.length; i++) fn.call(thisArg, this.objects[i] as ServicePortObjects, this.names[i] as ServicePortName, this);
   }
 }

@@ -10,11 +10,11 @@ import type { ServicePortName } from '../../core/ids.js';
 import type { ServicePort } from '../../core/service-port.js';
 import type { Snapshot } from '../../core/snapshot.js';
 import { categorizeEndpoints, type NodeTopology } from '../../core/traffic-policy.js';
-import { fragmentsOf, PortCache, type PortView, viewOf } from '../port-cache.js';
+import { fragmentsOf, PortCache, type PortView, SortedPorts, viewOf } from '../port-cache.js';
 import { canonicalIP, parseCIDR } from '../../core/ip.js';
 import { flat } from '../../core/text.js';
 import { masqueradeMark } from '../iptables/names.js';
-import { PortIndexed, SortedPorts } from './port-indexed.js';
+import { PortIndexed } from './port-indexed.js';
 import type { BaseChainSpec, NftChain, NftElement, NftSet, NftablesModel, NftablesRenderOptions, ServicePortObjects } from './model.js';
 import {
   CLUSTER_IPS_CHECK, CLUSTER_IPS_SET, FILTER_FORWARD, FILTER_INPUT, FILTER_OUTPUT, FILTER_OUTPUT_POST_DNAT, FILTER_PREROUTING,

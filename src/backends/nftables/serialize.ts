@@ -21,8 +21,8 @@ import type { ServicePortName } from '../../core/ids.js';
 import { ChunkedText } from '../../core/text.js';
 import { quote } from './render.js';
 import { TABLE, isAffinitySetName, isServiceChainName, servicePortOfName } from './names.js';
-import { PortIndexed, SortedPorts } from './port-indexed.js';
-import { compareNames } from '../port-cache.js';
+import { PortIndexed } from './port-indexed.js';
+import { forEachChangedPort, SortedPorts } from '../port-cache.js';
 
 /** An `nft -f -` input, made chunk by chunk as it is written (see ChunkedText). */
 export class NftTransaction extends ChunkedText {
@@ -405,27 +405,10 @@ function changedPorts(model: ReadonlyMap<ServicePortName, ServicePortObjects>, p
     });
     return { now, before };
   }
-  const { names: a, objects: ao } = model;
-  const { names: b, objects: bo } = prev;
-  let i = 0;
-  let j = 0;
-  while (i < a.length || j < b.length) {
-    const c = i >= a.length ? 1 : j >= b.length ? -1 : a === b ? 0 : compareNames(a[i] as string, b[j] as string);
-    const p = ao[i] as ServicePortObjects;
-    const q = bo[j] as ServicePortObjects;
-    if (c === 0) {
-      if (p !== q || forced.has(a[i] as ServicePortName)) now.push(p);
-      if (p !== q) before.push(q);
-      i++;
-      j++;
-    } else if (c < 0) {
-      now.push(p);
-      i++;
-    } else {
-      before.push(q);
-      j++;
-    }
-  }
+  forEachChangedPort(model, prev, forced, (_, p, q) => {
+    if (p !== undefined) now.push(p);
+    if (q !== undefined && p !== q) before.push(q);
+  });
   return { now, before };
 }
 
