@@ -33,7 +33,7 @@ import { IptablesRenderer } from '../src/backends/iptables/render.js';
 import { renderIpvs } from '../src/backends/ipvs/render.js';
 import { serializeDryRun } from '../src/backends/ipvs/serialize.js';
 import { serializeFull as iptFull, serializePartial as iptPartial } from '../src/backends/iptables/serialize.js';
-import type { IptablesModel } from '../src/backends/iptables/model.js';
+import type { RenderedIptablesModel as IptablesModel } from '../src/backends/iptables/model.js';
 import { NftablesRenderer } from '../src/backends/nftables/render.js';
 import { serializeFull as nftFull, serializePartial as nftPartial, serializeStages } from '../src/backends/nftables/serialize.js';
 import { STAGE_LINES } from '../src/backends/nftables/backend.js';

@@ -7,7 +7,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { IptablesRenderer, renderIptables } from '../../src/backends/iptables/render.js';
-import { serializePartial as iptablesPartial } from '../../src/backends/iptables/serialize.js';
+import { serializeFull as iptablesFull, serializePartial as iptablesPartial } from '../../src/backends/iptables/serialize.js';
+import type { RenderedIptablesModel } from '../../src/backends/iptables/model.js';
+import { parseIptablesSave, type Ruleset } from '../../src/netfilter/iptables-save.js';
 import { NftablesRenderer, renderNftables } from '../../src/backends/nftables/render.js';
 import { serializePartial as nftPartial } from '../../src/backends/nftables/serialize.js';
 import { PortIndexed } from '../../src/backends/nftables/port-indexed.js';
@@ -131,6 +133,29 @@ function samePartialAsEveryChainCompared(model: NftModel, previous: NftModel, sn
   }
 }
 
+/** A ruleset as per table, chain name → its rules' text, in name order (restores add new chains last). */
+function normalized(rs: Ruleset): string[] {
+  const out: string[] = [];
+  for (const t of [...rs.tables.values()].sort((a, b) => a.name.localeCompare(b.name))) {
+    for (const c of [...t.chains.values()].sort((a, b) => a.name.localeCompare(b.name))) {
+      out.push(`${t.name} ${c.name}: ${c.rules.map((r) => r.args.join(' ')).join(' | ')}`);
+    }
+  }
+  return out;
+}
+
+/**
+ * iptables partial syncs walk only the service ports whose chain lists changed (forEachChangedPort)
+ * and read their chains from the render's pieces. What counts is what the kernel ends up with:
+ * the partial restore applied on top of what the previous syncs left must hold exactly the
+ * chains and rules a full restore of the model gives, no chain left over, none missing.
+ */
+function partialLeavesWhatFullWrites(kernel: Ruleset, model: RenderedIptablesModel, previous: RenderedIptablesModel, snap: Snapshot, where: string): Ruleset {
+  const after = parseIptablesSave(iptablesPartial(model, { changed: snap.changed, previous }).text, kernel);
+  assert.deepEqual(normalized(after), normalized(parseIptablesSave(iptablesFull(model).text)), `${where}: partial restore on top of the last one`);
+  return after;
+}
+
 for (const mode of MODES) {
   for (const seed of [1, 2, 3]) {
     test(`${mode.name}: after 40 random change steps (seed ${seed}) the incremental model equals a fresh full render at every step`, () => {
@@ -143,12 +168,14 @@ for (const mode of MODES) {
       let flips = 0;
       let prevLarge: unknown;
       let previous = renderer.render(snap);
+      let kernel = mode.name === 'iptables' ? parseIptablesSave(iptablesFull(previous as RenderedIptablesModel).text) : undefined;
       for (let s = 0; s < 40; s++) {
         const touched = step(w, r);
         snap = w.b.next();
         const model = renderer.render(snap);
         assert.deepStrictEqual(model, mode.fresh(snap), `step ${s}`);
         if (mode.name === 'nftables') samePartialAsEveryChainCompared(model as NftModel, previous as NftModel, snap, `step ${s}`);
+        if (kernel !== undefined) kernel = partialLeavesWhatFullWrites(kernel, model as RenderedIptablesModel, previous as RenderedIptablesModel, snap, `step ${s}`);
         previous = model;
         const large = (model as { largeClusterMode?: boolean }).largeClusterMode;
         if (large !== prevLarge && s > 0) flips++;

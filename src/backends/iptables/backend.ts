@@ -16,7 +16,7 @@ import { realClock, type Clock } from '../../platform/clock.js';
 import type { Conntrack } from '../../platform/conntrack.js';
 import { committedBefore, RestoreError, type Iptables } from '../../platform/iptables.js';
 import type { Backend } from '../backend.js';
-import type { IptablesModel, IptablesRenderOptions, TableName } from './model.js';
+import type { IptablesModel, IptablesRenderOptions, RenderedIptablesModel, TableName } from './model.js';
 import { isServiceChainName } from './names.js';
 import { CANARY_CHAIN, CANARY_TABLES, IptablesRenderer, JUMP_RULES, TOP_LEVEL_CHAINS, jumpRulesFor, renderIptables, type JumpRule } from './render.js';
 import { serializeFull, serializePartial, type RestoreInput } from './serialize.js';
@@ -43,7 +43,7 @@ const OWNED_PREFIXES = ['KUBE-SVC-', 'KUBE-SVL-', 'KUBE-EXT-', 'KUBE-FW-', 'KUBE
 export class IptablesBackend implements Backend {
   readonly mode = 'iptables' as const;
   /** The model the kernel holds (last successful restore); undefined before the first. */
-  private applied: IptablesModel | undefined;
+  private applied: RenderedIptablesModel | undefined;
   private synced = false;
   private readonly conntrack: UdpConntrackCleaner;
   /** Re-renders only the service ports that changed since the previous sync's snapshot. */
@@ -96,7 +96,7 @@ export class IptablesBackend implements Backend {
     this.synced = true;
     if (full) this.lastFullSync = this.clock.now();
     for (const table of ['filter', 'nat'] as const) {
-      this.opts.metrics.iptablesTotal.set({ table }, countRules(model, table));
+      this.opts.metrics.iptablesTotal.set({ table }, model[table].chains.rules);
       this.opts.metrics.iptablesLast.set({ table }, input.written[table]);
     }
     await this.conntrack.clean(snap, firstSync);
@@ -189,12 +189,6 @@ export class IptablesBackend implements Backend {
  */
 function ruleText(op: '-A' | '-I', j: JumpRule): string {
   return [op, j.chain, ...(op === '-I' ? ['1'] : []), ...j.args.map((a) => (/\s/.test(a) ? `"${a}"` : a))].join(' ');
-}
-
-function countRules(model: IptablesModel, table: TableName): number {
-  let n = 0;
-  for (const rules of model[table].chains.values()) n += rules.length;
-  return n;
 }
 
 /**

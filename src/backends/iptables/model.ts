@@ -1,9 +1,11 @@
 /**
  * iptables mode's rules as data: what render() produces and serialize()/apply consume.
- * Pure types; no I/O.
+ * Pure types; no I/O (the views' classes are in table-chains.ts and ../port-cache.ts).
  */
 import type { ServicePortName } from '../../core/ids.js';
 import type { KernelRenderOptions } from '../backend.js';
+import type { SortedPorts } from '../port-cache.js';
+import type { TableChains } from './table-chains.js';
 
 export type TableName = 'filter' | 'nat';
 
@@ -42,6 +44,16 @@ export interface IptablesModel {
   readonly largeClusterMode: boolean;
   /** Service ports whose Local policy has no local endpoint (sync_proxy_rules_no_local_endpoints_total). */
   readonly noLocalEndpoints: { readonly internal: number; readonly external: number };
+}
+
+/**
+ * The model IptablesRenderer makes (IPVS mode makes plain Maps for its few chains): its tables
+ * and service ports are views over the render's pieces, which a partial sync walks by port.
+ */
+export interface RenderedIptablesModel extends IptablesModel {
+  readonly filter: { readonly chains: TableChains };
+  readonly nat: { readonly chains: TableChains };
+  readonly serviceChains: SortedPorts<ServiceChains>;
 }
 
 /** Options that shape the rules (from flags/config). */

@@ -11,9 +11,10 @@ import type { ServicePortName } from '../../core/ids.js';
 import type { ServicePort } from '../../core/service-port.js';
 import type { Snapshot } from '../../core/snapshot.js';
 import { categorizeEndpoints, type NodeTopology } from '../../core/traffic-policy.js';
-import { fragmentsOf, PortCache, type PortView, viewOf } from '../port-cache.js';
+import { fragmentsOf, PortCache, type PortView, SortedPorts, viewOf } from '../port-cache.js';
+import { type PieceRules, TableChains } from './table-chains.js';
 import { canonicalIP, parseCIDR } from '../../core/ip.js';
-import type { IptablesModel, IptablesRenderOptions, ServiceChains, TableName } from './model.js';
+import type { IptablesModel, IptablesRenderOptions, RenderedIptablesModel, ServiceChains, TableName } from './model.js';
 import {
   KUBE_EXTERNAL_SERVICES, KUBE_FIREWALL, KUBE_FORWARD, KUBE_MARK_MASQ, KUBE_NODEPORTS, KUBE_POSTROUTING,
   KUBE_PROXY_CANARY, KUBE_PROXY_FIREWALL, KUBE_SERVICES, LARGE_CLUSTER_ENDPOINTS_THRESHOLD,
@@ -101,22 +102,6 @@ const TOP_LEVEL_SET: { readonly filter: ReadonlySet<string>; readonly nat: Reado
   nat: new Set(TOP_LEVEL_CHAINS.nat),
 };
 
-/**
- * The rules one piece of a render writes into one table: the fixed header or trailer, or one
- * service port. `top*` hold its rules for the shared top-level chains (appended, piece after
- * piece, in the model's order); `own*` the chains it declares, with all their rules. A render is
- * the concatenation of its pieces, which is what lets a partial sync re-render only the service
- * ports that changed and reuse every other port's piece. Parallel arrays rather than Maps: a
- * Map costs ~300 bytes even when small, and every service port keeps two pieces.
- */
-interface PieceRules {
-  readonly topChains: readonly string[];
-  readonly topRules: readonly (readonly string[])[];
-  /** In declaration order (also the port's ServiceChains for the table). */
-  readonly ownChains: readonly string[];
-  readonly ownRules: readonly (readonly string[])[];
-}
-
 const EMPTY_PIECE: PieceRules = Object.freeze({ topChains: Object.freeze([]), topRules: Object.freeze([]), ownChains: Object.freeze([]), ownRules: Object.freeze([]) });
 
 /** Builds one piece's rules. */
@@ -167,29 +152,6 @@ class Piece {
     });
   }
 }
-
-/** One table of the model from its pieces, in order: top-level chains first, then each piece's own chains. */
-function assemble(table: TableName, pieces: readonly PieceRules[]): ReadonlyMap<string, readonly string[]> {
-  const chains = new Map<string, readonly string[]>();
-  const top = new Map<string, string[]>();
-  for (const c of TOP_LEVEL_CHAINS[table]) {
-    const l: string[] = [];
-    top.set(c, l);
-    chains.set(c, l);
-  }
-  for (const p of pieces) {
-    p.topChains.forEach((c, i) => {
-      const l = top.get(c);
-      if (l) for (const r of p.topRules[i] ?? []) l.push(r);
-    });
-    p.ownChains.forEach((c, i) => {
-      if (chains.has(c)) throw new Error(`iptables render: chain ${table}/${c} declared twice`);
-      chains.set(c, p.ownRules[i] ?? []);
-    });
-  }
-  return chains;
-}
-
 
 /** `"text"`: upstream quotes comments that contain spaces, and writes one-word comments bare. */
 function q(text: string): string {
@@ -309,7 +271,7 @@ export class IptablesRenderer {
     this.trailer = { filter: filterT.done(), nat: natT.done() };
   }
 
-  render(snap: Snapshot): IptablesModel {
+  render(snap: Snapshot): RenderedIptablesModel {
     const { ordered, topology } = this.ports.update(snap, this.ctx.options.nodeName);
 
     let totalEndpoints = 0;
@@ -318,28 +280,25 @@ export class IptablesRenderer {
     const rerenderAll = largeClusterMode !== this.largeClusterMode;
     this.largeClusterMode = largeClusterMode;
 
-    const serviceChains = new Map<ServicePortName, ServiceChains>();
-    const filterPieces: PieceRules[] = [this.header.filter];
-    const natPieces: PieceRules[] = [this.header.nat];
+    const { names, fragments, skipped, rendered } = fragmentsOf(ordered, (view) => renderPort(this.ctx, view, largeClusterMode, topology), rerenderAll);
+    const filterPieces: PieceRules[] = [];
+    const natPieces: PieceRules[] = [];
+    const serviceChains: ServiceChains[] = [];
     let noLocalInternal = 0;
     let noLocalExternal = 0;
-    const { names, fragments, skipped, rendered } = fragmentsOf(ordered, (view) => renderPort(this.ctx, view, largeClusterMode, topology), rerenderAll);
-    for (const [i, f] of fragments.entries()) {
-      const name = names[i] as ServicePortName;
+    for (const f of fragments) {
       filterPieces.push(f.filter);
       natPieces.push(f.nat);
-      serviceChains.set(name, f.chains);
+      serviceChains.push(f.chains);
       noLocalInternal += f.noLocalInternal;
       noLocalExternal += f.noLocalExternal;
     }
-    filterPieces.push(this.trailer.filter);
-    natPieces.push(this.trailer.nat);
     this.lastRendered = rendered;
 
     return Object.freeze({
-      filter: Object.freeze({ chains: assemble('filter', filterPieces) }),
-      nat: Object.freeze({ chains: assemble('nat', natPieces) }),
-      serviceChains,
+      filter: Object.freeze({ chains: new TableChains('filter', TOP_LEVEL_CHAINS.filter, this.header.filter, new SortedPorts(names, filterPieces), this.trailer.filter) }),
+      nat: Object.freeze({ chains: new TableChains('nat', TOP_LEVEL_CHAINS.nat, this.header.nat, new SortedPorts(names, natPieces), this.trailer.nat) }),
+      serviceChains: new SortedPorts(names, serviceChains),
       skipped,
       largeClusterMode,
       noLocalEndpoints: Object.freeze({ internal: noLocalInternal, external: noLocalExternal }),
@@ -348,7 +307,7 @@ export class IptablesRenderer {
 }
 
 /** A fresh render of one snapshot (same result as an IptablesRenderer's render of it). */
-export function renderIptables(snap: Snapshot, options: IptablesRenderOptions): IptablesModel {
+export function renderIptables(snap: Snapshot, options: IptablesRenderOptions): RenderedIptablesModel {
   return new IptablesRenderer(options).render(snap);
 }
 

@@ -6,8 +6,8 @@
  */
 import type { ServicePortName } from '../../core/ids.js';
 import { ChunkedText } from '../../core/text.js';
-import type { IptablesModel, TableName } from './model.js';
-import { isServiceChainName } from './names.js';
+import type { IptablesModel, RenderedIptablesModel, ServiceChains, TableName } from './model.js';
+import { forEachChangedPort } from '../port-cache.js';
 
 const TABLES: readonly TableName[] = ['filter', 'nat'];
 
@@ -25,34 +25,33 @@ export class RestoreInput extends ChunkedText {
 
 interface TablePlan {
   readonly table: string;
-  /** Chains to declare and fill, in order. */
+  /** Chains to declare and fill, in order, and their rules at the same indexes. */
   readonly write: readonly string[];
+  readonly rules: readonly (readonly string[])[];
   /** Chains to flush and delete. */
   readonly remove: readonly string[];
   /** Lines to add at the end, before COMMIT. */
   readonly extra: readonly string[];
 }
 
-function* tableLines(model: IptablesModel, plan: TablePlan): Generator<string> {
-  const chains = plan.table === 'filter' || plan.table === 'nat' ? model[plan.table].chains : undefined;
+function* tableLines(plan: TablePlan): Generator<string> {
   yield `*${plan.table}`;
   for (const c of plan.write) yield `:${c} - [0:0]`;
   for (const c of plan.remove) yield `:${c} - [0:0]`;
-  for (const c of plan.write) yield* chains?.get(c) ?? [];
+  for (const r of plan.rules) yield* r;
   for (const c of plan.remove) yield `-X ${c}`;
   yield* plan.extra;
   yield 'COMMIT';
 }
 
-function restoreInput(model: IptablesModel, plans: readonly TablePlan[]): RestoreInput {
+function restoreInput(plans: readonly TablePlan[]): RestoreInput {
   const written = { filter: 0, nat: 0 };
   for (const plan of plans) {
     if (plan.table !== 'filter' && plan.table !== 'nat') continue;
-    const chains = model[plan.table].chains;
-    for (const c of plan.write) written[plan.table] += chains.get(c)?.length ?? 0;
+    for (const r of plan.rules) written[plan.table] += r.length;
   }
   return new RestoreInput(function* () {
-    for (const plan of plans) yield* tableLines(model, plan);
+    for (const plan of plans) yield* tableLines(plan);
   }, written);
 }
 
@@ -75,22 +74,28 @@ export interface FullOptions {
 export function serializeFull(model: IptablesModel, options: FullOptions = {}): RestoreInput {
   const plans: TablePlan[] = [];
   for (const [table, extra] of options.extra ?? []) {
-    if (table !== 'filter' && table !== 'nat' && extra.length > 0) plans.push({ table, write: [], remove: [], extra });
+    if (table !== 'filter' && table !== 'nat' && extra.length > 0) plans.push({ table, write: [], rules: [], remove: [], extra });
   }
   for (const table of TABLES) {
     if (options.tables !== undefined && !options.tables.includes(table)) continue;
     const chains = model[table].chains;
     const remove = [...new Set(options.stale?.get(table) ?? [])].filter((c) => !chains.has(c));
-    plans.push({ table, write: [...chains.keys()], remove, extra: options.extra?.get(table) ?? [] });
+    const write: string[] = [];
+    const rules: (readonly string[])[] = [];
+    chains.forEach((r, c) => {
+      write.push(c);
+      rules.push(r);
+    });
+    plans.push({ table, write, rules, remove, extra: options.extra?.get(table) ?? [] });
   }
-  return restoreInput(model, plans);
+  return restoreInput(plans);
 }
 
 export interface PartialOptions {
   /** Service ports whose Service or endpoints changed since `previous` was applied. */
   readonly changed: ReadonlySet<ServicePortName>;
   /** The model the kernel holds now (the last one restored successfully). */
-  readonly previous: IptablesModel;
+  readonly previous: RenderedIptablesModel;
 }
 
 /**
@@ -101,55 +106,60 @@ export interface PartialOptions {
  * A port counts as changed if it is in `changed`, if its chain names differ from `previous`
  * (a caller's incomplete change set cannot leave a jump to a missing chain), or if large-cluster
  * mode flipped (upstream leaves stale comments then). Rule texts are not compared: a change of
- * render options needs a full sync.
+ * render options needs a full sync. Only the ports whose chain lists are not the very same
+ * objects as in `previous` (or that `changed` names) are looked at: the renderer reuses a
+ * port's lists when it did not render it again.
  */
-export function serializePartial(model: IptablesModel, opts: PartialOptions): RestoreInput {
-  const rewrite = changedPorts(model, opts);
+export function serializePartial(model: RenderedIptablesModel, opts: PartialOptions): RestoreInput {
+  const { rewrite, gone } = changedPorts(model, opts);
   const plans: TablePlan[] = [];
   for (const table of TABLES) {
     const chains = model[table].chains;
-    // Every per-service chain of a model is owned by its service port, and nothing else is.
-    const rewriteChains = new Set<string>();
-    for (const spn of rewrite) for (const c of model.serviceChains.get(spn)?.[table] ?? []) rewriteChains.add(c);
     const write: string[] = [];
-    for (const c of chains.keys()) if (!isServiceChainName(c) || rewriteChains.has(c)) write.push(c);
-    // Chains to delete: of the previous ports whose chain list is not the very same now.
-    const remove: string[] = [];
-    for (const [spn, sc] of opts.previous.serviceChains) {
-      if (model.serviceChains.get(spn) === sc) continue;
-      for (const c of sc[table]) if (!chains.has(c)) remove.push(c);
+    const rules: (readonly string[])[] = [];
+    chains.fixed.forEach((r, c) => {
+      write.push(c);
+      rules.push(r);
+    });
+    for (const spn of rewrite) {
+      const own = chains.own(spn);
+      if (own === undefined) continue;
+      for (const c of own.ownChains) write.push(c);
+      for (const r of own.ownRules) rules.push(r);
     }
-    plans.push({ table, write, remove, extra: [] });
+    // A port's chains are named after the port (hashes of its name), so a chain it had is still
+    // in the model exactly when the port still declares it.
+    const remove: string[] = [];
+    for (const [spn, before] of gone) {
+      const now = model.serviceChains.get(spn)?.[table] ?? [];
+      for (const c of before[table]) if (!now.includes(c) && !chains.fixed.has(c)) remove.push(c);
+    }
+    plans.push({ table, write, rules, remove, extra: [] });
   }
-  return restoreInput(model, plans);
+  return restoreInput(plans);
 }
 
-/** The service ports a partial sync must rewrite (see serializePartial). */
-export function changedPorts(model: IptablesModel, opts: PartialOptions): Set<ServicePortName> {
-  const out = new Set<ServicePortName>();
+/**
+ * The service ports a partial sync must rewrite (see serializePartial), in model order, and the
+ * previous chain lists of the ports whose lists are not the very same now (their chains may be
+ * gone), in name order.
+ */
+export function changedPorts(model: RenderedIptablesModel, opts: PartialOptions): { rewrite: ServicePortName[]; gone: [ServicePortName, ServiceChains][] } {
   // Large-cluster mode changes the comments in every endpoint rule: rewrite everything.
   const all = model.largeClusterMode !== opts.previous.largeClusterMode;
-  for (const [spn, sc] of model.serviceChains) {
-    if (all || opts.changed.has(spn)) {
-      out.add(spn);
-      continue;
-    }
-    const before = opts.previous.serviceChains.get(spn);
-    // The same frozen list as before (the incremental renderer reused this port): unchanged.
-    if (before === sc) continue;
-    if (!before || !sameNames(sc.filter, before.filter, opts.previous.filter.chains) || !sameNames(sc.nat, before.nat, opts.previous.nat.chains)) {
-      out.add(spn);
-    }
-  }
-  return out;
+  const rewrite: ServicePortName[] = all ? [...model.serviceChains.names] : [];
+  const gone: [ServicePortName, ServiceChains][] = [];
+  forEachChangedPort(model.serviceChains, opts.previous.serviceChains, opts.changed, (spn, now, before) => {
+    if (before !== undefined && before !== now) gone.push([spn, before]);
+    if (all || now === undefined) return;
+    // A list the renderer did not reuse, with the same names: the port's rules may differ, its chains do not.
+    if (opts.changed.has(spn) || before === undefined || !sameNames(now.filter, before.filter) || !sameNames(now.nat, before.nat)) rewrite.push(spn);
+  });
+  return { rewrite, gone };
 }
 
-/** Same chain list as before, and every chain still in the previous model. Rules are not compared (cost). */
-function sameNames(now: readonly string[], before: readonly string[], had: ReadonlyMap<string, readonly string[]>): boolean {
+function sameNames(now: readonly string[], before: readonly string[]): boolean {
   if (now.length !== before.length) return false;
-  for (let i = 0; i < now.length; i++) {
-    const name = now[i];
-    if (name === undefined || name !== before[i] || !had.has(name)) return false;
-  }
+  for (let i = 0; i < now.length; i++) if (now[i] !== before[i]) return false;
   return true;
 }

@@ -7,13 +7,16 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { namespacedName, servicePortName } from '../../../src/core/ids.js';
 import type { EndpointSliceObject, ServiceObject } from '../../../src/core/objects.js';
-import { renderIptables } from '../../../src/backends/iptables/render.js';
+import { renderIptables, TOP_LEVEL_CHAINS } from '../../../src/backends/iptables/render.js';
+import { TableChains } from '../../../src/backends/iptables/table-chains.js';
+import { SortedPorts } from '../../../src/backends/port-cache.js';
 import { serializeFull } from '../../../src/backends/iptables/serialize.js';
 import { assertGolden } from '../../helpers/golden.js';
 import { ep, node, slice, svc } from '../../helpers/objects.js';
 import { NODE, OPTS, UPSTREAM_FAKE_OPTS, overall, port, snapshot, text } from './fixture.js';
 
 type Obj = ServiceObject | EndpointSliceObject;
+const EMPTY = { topChains: [], topRules: [], ownChains: [], ownRules: [] };
 
 
 test('overall, with upstream test proxier settings (compare with upstream TestOverallIPTablesRules)', () => {
@@ -299,4 +302,38 @@ test('topology hints: Cluster traffic goes to endpoints hinted for this node\'s 
   // Without the node's zone label (or in another zone), every endpoint serves Cluster traffic.
   assert.equal(jumps(svcChain, text(objects)), 3);
   assert.equal(jumps(svcChain, text([node(NODE, { labels: { 'topology.kubernetes.io/zone': 'zone-c' } }), ...objects])), 3);
+});
+
+test('a table\'s chains are a view: lookups, the rule count and each port\'s own chains agree with its iteration', () => {
+  const model = renderIptables(snapshot(overall()), { ...OPTS, localhostNodePorts: true });
+  for (const table of ['filter', 'nat'] as const) {
+    const chains = model[table].chains;
+    const listed = [...chains];
+    assert.equal(chains.size, listed.length, `${table}: size`);
+    assert.equal(chains.rules, listed.reduce((n, [, r]) => n + r.length, 0), `${table}: rule count`);
+    const viaForEach: string[] = [];
+    chains.forEach((_, name) => viaForEach.push(name));
+    assert.deepEqual(viaForEach, listed.map(([name]) => name), `${table}: forEach order`);
+    for (const [name, rules] of listed) {
+      assert.equal(chains.get(name), rules, `${table}/${name}`);
+      assert.ok(chains.has(name));
+    }
+    assert.equal(chains.get('KUBE-SVC-NOTACHAIN0000000'), undefined);
+    assert.equal(chains.has('KUBE-SVC-NOTACHAIN0000000'), false);
+    for (const [spn, sc] of model.serviceChains) assert.deepEqual(chains.own(spn)?.ownChains, sc[table], `${table}: ${spn}'s own chains`);
+  }
+  // The fixed chains: the top-level ones first, then KUBE-FIREWALL (localhost NodePorts).
+  assert.deepEqual([...model.filter.chains.fixed.keys()], ['KUBE-SERVICES', 'KUBE-EXTERNAL-SERVICES', 'KUBE-FORWARD', 'KUBE-NODEPORTS', 'KUBE-PROXY-FIREWALL', 'KUBE-FIREWALL']);
+  assert.equal(model.nat.chains.get('KUBE-SERVICES')?.at(-1)?.includes('-j KUBE-NODEPORTS'), true, 'the jump to KUBE-NODEPORTS is the last rule of KUBE-SERVICES');
+});
+
+test('two service ports declaring one chain: the first lookup of a name says so, as upstream\'s restore would fail', () => {
+  const model = renderIptables(snapshot(overall()), OPTS);
+  const [a, b] = [...model.serviceChains.keys()].filter((spn) => (model.nat.chains.own(spn)?.ownChains.length ?? 0) > 0);
+  assert.ok(a !== undefined && b !== undefined);
+  const pa = model.nat.chains.own(a);
+  const pb = model.nat.chains.own(b);
+  assert.ok(pa && pb);
+  const clash = new TableChains('nat', TOP_LEVEL_CHAINS.nat, EMPTY, new SortedPorts([a, b], [pa, { ...pb, ownChains: [pa.ownChains[0] ?? '', ...pb.ownChains.slice(1)] }]), EMPTY);
+  assert.throws(() => clash.get('KUBE-SVC-NOTACHAIN0000000'), new RegExp(`chain nat/${pa.ownChains[0]} declared twice`));
 });

@@ -7,7 +7,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { namespacedName, servicePortName } from '../../../src/core/ids.js';
 import { SnapshotBuilder } from '../../../src/core/snapshot.js';
-import type { IptablesModel } from '../../../src/backends/iptables/model.js';
+import type { RenderedIptablesModel as IptablesModel } from '../../../src/backends/iptables/model.js';
 import { renderIptables } from '../../../src/backends/iptables/render.js';
 import { changedPorts, serializeFull, serializePartial } from '../../../src/backends/iptables/serialize.js';
 import { assertGolden } from '../../helpers/golden.js';
@@ -88,13 +88,13 @@ test('partial: nothing changed → only the top-level chains', () => {
 test('partial: ports missing from the change set are rewritten when their chain names changed or large-cluster mode flipped', () => {
   const { b, model: before } = start();
   const after = renderIptables(b.next(true), { ...OPTS, masqueradeAll: true });
-  assert.equal(changedPorts(after, { changed: new Set(), previous: before }).size, 0, "rule texts are not compared");
+  assert.equal(changedPorts(after, { changed: new Set(), previous: before }).rewrite.length, 0, "rule texts are not compared");
   const big = { ...after, largeClusterMode: true };
-  assert.equal(changedPorts(big, { changed: new Set(), previous: before }).size, 2, "large-cluster mode flip rewrites all");
+  assert.equal(changedPorts(big, { changed: new Set(), previous: before }).rewrite.length, 2, "large-cluster mode flip rewrites all");
   // An endpoint change the caller forgot: the new SEP name gives it away.
   b.handle({ kind: 'EndpointSlice', type: 'update', previous: EPS2, object: slice('ns2', 'svc2-1', 'svc2', [ep('10.0.2.9')], { portName: 'p8080', port: 8080 }) });
   const moved = renderIptables(b.next(), OPTS);
-  assert.deepEqual([...changedPorts(moved, { changed: new Set(), previous: before })], ['ns2/svc2:p8080']);
+  assert.deepEqual(changedPorts(moved, { changed: new Set(), previous: before }).rewrite, ['ns2/svc2:p8080']);
 });
 
 test('partial output references only chains that exist after the restore', () => {
