@@ -557,6 +557,10 @@ export function parseIptablesSave(text: string, base?: Ruleset): Ruleset {
         } else {
           const c = getChain();
           if (c.builtin) throw new IptablesParseError(lineNo, `cannot delete built-in chain ${c.name}`);
+          // As the kernel (and libiptc) refuse: a chain a rule still jumps to cannot go.
+          for (const other of tbl.chains.values()) {
+            if (other.rules.some((r) => r.target?.kind === 'jump' && r.target.chain === c.name)) throw new IptablesParseError(lineNo, `cannot delete chain ${c.name}: ${other.name} jumps to it`);
+          }
           tbl.chains.delete(c.name);
         }
         break;

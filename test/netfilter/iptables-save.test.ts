@@ -100,13 +100,15 @@ for (const c of matchCases) {
 
 test('counter prefixes and the restore-input commands', () => {
   const rs = parseIptablesSave([
-    '*nat', ':PREROUTING ACCEPT [5:300]', ':KUBE-A - [0:0]', ':KUBE-B - [0:0]',
-    '[7:420] -A PREROUTING -j KUBE-A', '-A KUBE-A -j RETURN', '-A KUBE-B -j RETURN', '-I KUBE-A -j KUBE-B', '-X KUBE-B', 'COMMIT',
+    '*nat', ':PREROUTING ACCEPT [5:300]', ':KUBE-A - [0:0]', ':KUBE-B - [0:0]', ':KUBE-C - [0:0]',
+    '[7:420] -A PREROUTING -j KUBE-A', '-A KUBE-A -j RETURN', '-A KUBE-B -j RETURN', '-A KUBE-C -j RETURN', '-I KUBE-A -j KUBE-B', '-X KUBE-C', 'COMMIT',
   ].join('\n'));
   const nat = rs.tables.get('nat');
   assert.deepEqual(nat?.chains.get('PREROUTING')?.rules[0]?.counters, { packets: 7, bytes: 420 });
   assert.equal(nat?.chains.get('KUBE-A')?.rules[0]?.text, '-A KUBE-A -j KUBE-B');
-  assert.equal(nat?.chains.has('KUBE-B'), false);
+  assert.equal(nat?.chains.has('KUBE-C'), false);
+  // As the kernel refuses it: a chain a rule jumps to cannot be deleted.
+  assert.throws(() => parseIptablesSave('*nat\n-X KUBE-B\nCOMMIT\n', rs), /line 2: cannot delete chain KUBE-B: KUBE-A jumps to it/);
   // Built-in chains the input does not declare still exist (policy ACCEPT).
   assert.equal(nat?.chains.get('POSTROUTING')?.policy, 'ACCEPT');
 });
