@@ -11,7 +11,8 @@
  * marked by kubelet) has no change events, and polling iptables-save at 10k costs seconds and
  * competes for the CPU, so it is kproxy's "synced proxy rules" line, printed after
  * iptables-restore has returned (the kernel has committed); the last change is then checked with
- * `iptables -C` on the new DNAT rule. Median and p99 over BENCH_LATENCY_CHANGES (50) changes or
+ * `iptables -S` of its endpoint chain. iptables-nft (BENCH_MODES=iptables-nft): iptables mode on
+ * a node whose hint chain is in iptables-nft, measured the same way. Median and p99 over BENCH_LATENCY_CHANGES (50) changes or
  * as many as fit in BENCH_LATENCY_BUDGET_S (240) per mode and source.
  *
  * Above BENCH_NFT_MONITOR_MAX (2000) services nft monitor never starts listening in time (it
@@ -30,7 +31,8 @@ import { cleanupStaleNetns, isRoot, type Netns, type NetnsProcess } from '../src
 import { generateCluster, writeManifests, writeSliceFile, type Raw } from './cluster-gen.js';
 import { freshNetns, median, ms, percentile, startKproxy } from './kproxy-proc.js';
 
-type Mode = 'iptables' | 'nftables';
+/** iptables-nft: iptables mode on a node whose iptables is the nf_tables backend (kubelet's hint chain there). */
+type Mode = 'iptables' | 'nftables' | 'iptables-nft';
 type SourceKind = 'manifests' | 'apiserver';
 
 const NODE = 'bench-node';
@@ -105,8 +107,9 @@ interface Result {
 async function run(mode: Mode, source: SourceKind, ns: Netns, dir: string): Promise<Result> {
   const cluster = generateCluster({ services: N, endpointsPerService: 10, nodeName: NODE });
   const slices = [...cluster.slices];
-  if (mode === 'iptables') await ns.execOk('iptables-legacy', ['-t', 'mangle', '-N', 'KUBE-IPTABLES-HINT']);
-  const args = ['--proxy-mode', mode, '--hostname-override', NODE, '-v', '2', '--cluster-cidr', '198.18.0.0/16', '--conntrack-max-per-core', '0',
+  const iptables = mode === 'nftables' ? undefined : mode === 'iptables' ? 'iptables-legacy' : 'iptables-nft';
+  if (iptables) await ns.execOk(iptables, ['-t', 'mangle', '-N', 'KUBE-IPTABLES-HINT']);
+  const args = ['--proxy-mode', iptables ? 'iptables' : mode, '--hostname-override', NODE, '-v', '2', '--cluster-cidr', '198.18.0.0/16', '--conntrack-max-per-core', '0',
     '--iptables-min-sync-period', '0', '--healthz-bind-address', '', '--metrics-bind-address', ''];
   let api: NetnsProcess | undefined;
   let apply: (slice: Raw, i: number) => void;
@@ -181,13 +184,13 @@ async function run(mode: Mode, source: SourceKind, ns: Netns, dir: string): Prom
       lastSlice = { ip, i, proto: protocolOf(cluster.services[i]) };
       await new Promise((r) => setTimeout(r, 20));
     }
-    if (mode === 'iptables' && lastSlice) {
+    if (iptables && lastSlice) {
       const spn = servicePortName(namespacedName('bench', `svc-${lastSlice.i}`), 'p');
       const { proto } = lastSlice;
       const sep = endpointChainName(spn, proto, `${lastSlice.ip}:8080`);
       // The endpoint chain's listing, not `-C` of one exact rule: below 1,000 endpoints the rule
       // also carries a comment (upstream drops comments only in large clusters).
-      const r = await ns.exec('iptables-legacy', ['-t', 'nat', '-S', sep], { timeoutMs: 120_000 });
+      const r = await ns.exec(iptables, ['-t', 'nat', '-S', sep], { timeoutMs: 120_000 });
       const found = r.code === 0 && r.stdout.includes(`-j DNAT --to-destination ${lastSlice.ip}:8080`);
       note = found ? 'last change verified in the kernel (iptables -S)' : `last change NOT found in the kernel: ${(r.stderr || r.stdout).trim()}`;
       if (!found) log(`${mode}/${source}: last change (${lastSlice.ip} in svc-${lastSlice.i}) not in the kernel; kproxy's log tail:\n${kp.proc.stderr().slice(-8000)}`);
@@ -231,7 +234,7 @@ async function main(): Promise<void> {
   process.stdout.write([
     '',
     `Change-to-rules latency, ${N.toLocaleString('en')} services × 10 endpoints, --iptables-min-sync-period 0.`,
-    'reflected: nftables = `nft monitor` shows the new DNAT rule; iptables = kproxy logged the sync (after iptables-legacy-restore returned).',
+    'reflected: nftables = `nft monitor` shows the new DNAT rule; iptables, iptables-nft = kproxy logged the sync (after iptables-legacy-restore / iptables-nft-restore returned).',
     pad(['mode', 'source', 'changes', 'reflected median', 'reflected p99', 'kproxy synced median', 'kproxy sync alone median', 'note']),
     pad(Array(8).fill('---')),
     ...results.map((r) => pad([r.mode, r.source, String(r.reflected.length), ms(median(r.reflected)), ms(percentile(r.reflected, 99)),

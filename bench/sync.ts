@@ -16,7 +16,10 @@
  *   median, and the peak RSS after them.
  * Ratios are against the kernel tool measured in the same run. iptables mode runs with a legacy
  * node (kubelet's KUBE-IPTABLES-HINT chain in the namespace), so kproxy picks iptables-legacy as
- * upstream's image would; iptables-nft-restore is also timed alone up to BENCH_NFT_BACKEND_MAX.
+ * upstream's image would; iptables-nft-restore is also timed alone up to BENCH_NFT_BACKEND_MAX
+ * with the same one-restore text. Mode iptables-nft (BENCH_MODES=iptables-nft) is iptables mode
+ * on an nf_tables node (the hint chain in iptables-nft): kproxy stages its full sync there, and
+ * "tool alone" is iptables-nft-restore of those staging restores and the main one, in order.
  * IPVS: render and serialize only (BENCH_IPVS=0 leaves it out).
  *
  * Env: BENCH_SIZES (default 1000,10000; 30000 is supported), BENCH_MODES (iptables,nftables),
@@ -32,7 +35,8 @@ import { performance } from 'node:perf_hooks';
 import { IptablesRenderer } from '../src/backends/iptables/render.js';
 import { renderIpvs } from '../src/backends/ipvs/render.js';
 import { serializeDryRun } from '../src/backends/ipvs/serialize.js';
-import { serializeFull as iptFull, serializePartial as iptPartial } from '../src/backends/iptables/serialize.js';
+import { serializeFull as iptFull, serializePartial as iptPartial, serializeStages as iptStages } from '../src/backends/iptables/serialize.js';
+import { freshNodeExtra, STAGE_CHAINS } from '../src/backends/iptables/backend.js';
 import type { RenderedIptablesModel as IptablesModel } from '../src/backends/iptables/model.js';
 import { NftablesRenderer } from '../src/backends/nftables/render.js';
 import { serializeFull as nftFull, serializePartial as nftPartial, serializeStages } from '../src/backends/nftables/serialize.js';
@@ -45,7 +49,9 @@ import { cleanupStaleNetns, isRoot, type Netns } from '../src/platform/netns.js'
 import { BENCH_RENDER_OPTS as RENDER_OPTS, generateCluster, sliceWithEndpoints, toSourceEvents, writeManifests, writeSliceFile, type Cluster } from './cluster-gen.js';
 import { freshNetns, median, ms, startKproxy } from './kproxy-proc.js';
 
-type Mode = 'iptables' | 'nftables';
+/** iptables-nft: iptables mode on a node whose iptables is the nf_tables backend (kubelet's hint chain there). */
+type Mode = 'iptables' | 'nftables' | 'iptables-nft';
+const isIptables = (mode: Mode): boolean => mode !== 'nftables';
 
 const NODE = RENDER_OPTS.nodeName;
 
@@ -108,15 +114,23 @@ function inProcess(mode: Mode, cluster: Cluster): InProcess {
   let oneTransaction: ChunkedText | undefined;
   let fullChars = 0;
   const make = (): { render(s: Snapshot): IptablesModel | NftablesModel; lastRendered: number } =>
-    mode === 'iptables' ? new IptablesRenderer(RENDER_OPTS) : new NftablesRenderer(RENDER_OPTS);
+    isIptables(mode) ? new IptablesRenderer(RENDER_OPTS) : new NftablesRenderer(RENDER_OPTS);
   // nftables: the staging transactions and the main one, as NftablesBackend's full sync on a fresh node.
   const serialize = (m: IptablesModel | NftablesModel): readonly ChunkedText[] => {
-    if (mode === 'iptables') return [iptFull(m as IptablesModel)];
+    // IptablesBackend's full sync on a fresh node, with the canaries and the jumps from the
+    // built-in chains (on nf_tables the kernel's commit walks what those reach); on nf_tables its
+    // staging restores first.
+    if (mode === 'iptables') return [iptFull(m as IptablesModel, { extra: freshNodeExtra(m as IptablesModel) })];
+    if (mode === 'iptables-nft') {
+      const im = m as IptablesModel;
+      const ports = im.serviceChains.names;
+      return [...iptStages(im, ports, STAGE_CHAINS), iptFull(im, { staged: new Set(ports), extra: freshNodeExtra(im) })];
+    }
     const nm = m as NftablesModel;
     const { transactions, staged } = serializeStages(nm, nm.servicePorts.values(), STAGE_LINES);
     return [...transactions, nftFull(nm, { staged })];
   };
-  const partialText = (m: IptablesModel | NftablesModel, prev: IptablesModel | NftablesModel, s: Snapshot): ChunkedText => (mode === 'iptables'
+  const partialText = (m: IptablesModel | NftablesModel, prev: IptablesModel | NftablesModel, s: Snapshot): ChunkedText => (isIptables(mode)
     ? iptPartial(m as IptablesModel, { changed: s.changed, previous: prev as IptablesModel })
     : nftPartial(m as NftablesModel, { changed: s.changed, previous: prev as NftablesModel }));
   for (let r = 0; r < RUNS; r++) {
@@ -223,8 +237,9 @@ async function endToEnd(mode: Mode, cluster: Cluster, dir: string, runs: number)
     await withNetns(async (ns) => {
       // A legacy node, as kubelet marks it: kproxy follows it (src/platform/iptables.ts).
       if (mode === 'iptables') await ns.execOk('iptables-legacy', ['-t', 'mangle', '-N', 'KUBE-IPTABLES-HINT']);
+      if (mode === 'iptables-nft') await ns.execOk('iptables-nft', ['-t', 'mangle', '-N', 'KUBE-IPTABLES-HINT']);
       const kp = startKproxy(ns, [
-        '--proxy-mode', mode, '--manifests', dir, '--hostname-override', NODE, '-v', '2', '--cluster-cidr', '198.18.0.0/16', '--conntrack-max-per-core', '0',
+        '--proxy-mode', isIptables(mode) ? 'iptables' : mode, '--manifests', dir, '--hostname-override', NODE, '-v', '2', '--cluster-cidr', '198.18.0.0/16', '--conntrack-max-per-core', '0',
         '--iptables-min-sync-period', '0', '--healthz-bind-address', '', '--metrics-bind-address', '',
       ]);
       try {
@@ -319,8 +334,8 @@ async function main(): Promise<void> {
         if (root && performance.now() < DEADLINE) {
           if (TOOL_ALONE) {
             log(`${n} services, ${mode}: kernel tool alone ×${runs}`);
-            tool = mode === 'iptables'
-              ? await toolAlone('iptables-legacy-restore', ['--noflush'], ip.texts, runs)
+            tool = isIptables(mode)
+              ? await toolAlone(mode === 'iptables' ? 'iptables-legacy-restore' : 'iptables-nft-restore', ['--noflush'], ip.texts, runs)
               : await toolAlone('nft', ['-f', '-'], ip.texts, runs);
             if (mode === 'nftables' && ip.texts.oneTransaction && n <= NFT_ONE_TX_MAX) {
               const one = await toolAlone('nft', ['-f', '-'], { full: [ip.texts.oneTransaction], partial: ip.texts.partial }, runs);

@@ -36,6 +36,16 @@ export class Iptables {
     throw new RestoreError(`${this.bin}-restore failed (exit ${r.code}): ${r.stderr.trim() || r.stdout.trim()}${restoreContext(text, r.stderr)}`, line);
   }
 
+  #nfTables: Promise<boolean> | undefined;
+  /**
+   * Whether the binary is the nf_tables backend (`iptables v1.8.9 (nf_tables)`), asked once.
+   * Anything else (legacy, or no answer) counts as legacy.
+   */
+  nfTables(): Promise<boolean> {
+    this.#nfTables ??= this.opts.exec(this.bin, ['--version']).then((r) => r.code === 0 && /\(nf_tables\)/.test(r.stdout), () => false);
+    return this.#nfTables;
+  }
+
   /** Dumps one table in iptables-save format. */
   async save(table: string): Promise<string> {
     const lines: string[] = [];

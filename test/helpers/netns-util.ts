@@ -110,3 +110,26 @@ export function clientSession(ns: Netns, timeoutMs: number, answerWithinMs = 30_
     end: () => { proc.child.stdin?.end(); },
   };
 }
+
+/**
+ * A node namespace for syncs proven from the node itself: the pods' addresses on lo (each pod a
+ * process answering TCP on ip:8080 with its name), and 198.18.100.0/24 (the ClusterIPs) routed
+ * to a veth device whose peer answers nothing, so a connection to a ClusterIP reaches a pod
+ * only through the nat OUTPUT path's DNAT. The pods stop by themselves after maxMs.
+ */
+export async function nodeWithPods(node: Netns, pods: Readonly<Record<string, string>>, maxMs: number): Promise<void> {
+  for (const ip of Object.values(pods)) await node.execOk('ip', ['addr', 'add', `${ip}/32`, 'dev', 'lo']);
+  await node.execOk('ip', ['link', 'add', 'kp-svc', 'type', 'veth', 'peer', 'name', 'kp-peer']);
+  await node.execOk('ip', ['addr', 'add', '198.18.0.1/32', 'dev', 'kp-svc']);
+  for (const l of ['kp-svc', 'kp-peer']) await node.execOk('ip', ['link', 'set', l, 'up']);
+  await node.addRoute('198.18.100.0/24', { dev: 'kp-svc' });
+  for (const [name, ip] of Object.entries(pods)) {
+    await node.spawn(process.execPath, [POD_JS, '--name', name, '--tcp', `${ip}:8080`, '--max-ms', String(maxMs)]).waitForOutput('ready', 10_000);
+  }
+}
+
+/** Which pod answers a connection to ip:80 from the node, or the client's error. */
+export async function podReached(ns: Netns, ip: string): Promise<string> {
+  const r = await runClient<string>(ns, ['tcp', ip, '80', '1', '1500']);
+  return r.ok ? (r.replies[0] ?? '').split(' ')[0] ?? '' : `error: ${r.error ?? ''}`;
+}

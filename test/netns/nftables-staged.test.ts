@@ -18,16 +18,10 @@ import { FakeClock } from '../../src/platform/clock.js';
 import { Conntrack } from '../../src/platform/conntrack.js';
 import type { Exec } from '../../src/platform/exec.js';
 import { cleanupStaleNetns, createNetns, kernelTestGate, type Netns } from '../../src/platform/netns.js';
-import { POD_JS, runClient } from '../helpers/netns-util.js';
+import { nodeWithPods, podReached } from '../helpers/netns-util.js';
 import { ep, slice, svc } from '../helpers/objects.js';
 
 const PODS = { 'pod-a': '198.18.10.2', 'pod-b': '198.18.10.3', 'pod-c': '198.18.10.4' } as const;
-
-/** Which pod answers a connection to ip:80 from the node, or the client's error. */
-async function reach(ns: Netns, ip: string): Promise<string> {
-  const r = await runClient<string>(ns, ['tcp', ip, '80', '1', '1500']);
-  return r.ok ? (r.replies[0] ?? '').split(' ')[0] ?? '' : `error: ${r.error ?? ''}`;
-}
 
 test('staged nftables syncs: a failure after the stages leaves traffic exactly as before, and the retry completes it', { timeout: 120_000 }, async (t) => {
   if (!(await kernelTestGate(t, { tools: ['nft', 'conntrack'] }))) return;
@@ -36,14 +30,7 @@ test('staged nftables syncs: a failure after the stages leaves traffic exactly a
   try {
     ns = await createNetns('nft-staged');
     const node = ns;
-    for (const ip of Object.values(PODS)) await node.execOk('ip', ['addr', 'add', `${ip}/32`, 'dev', 'lo']);
-    await node.execOk('ip', ['link', 'add', 'kp-svc', 'type', 'veth', 'peer', 'name', 'kp-peer']);
-    await node.execOk('ip', ['addr', 'add', '198.18.0.1/32', 'dev', 'kp-svc']);
-    for (const l of ['kp-svc', 'kp-peer']) await node.execOk('ip', ['link', 'set', l, 'up']);
-    await node.addRoute('198.18.100.0/24', { dev: 'kp-svc' });
-    for (const [name, ip] of Object.entries(PODS)) {
-      await node.spawn(process.execPath, [POD_JS, '--name', name, '--tcp', `${ip}:8080`, '--max-ms', '110000']).waitForOutput('ready', 10_000);
-    }
+    await nodeWithPods(node, PODS, 110_000);
 
     // inject: 'main' makes the kernel reject the main transaction (the one with map elements);
     // 'stage2' the second staging transaction. Both by a rule into a chain that does not exist.
@@ -73,8 +60,8 @@ test('staged nftables syncs: a failure after the stages leaves traffic exactly a
     stagesSeen = 0;
     await backend.sync(b.next());
     assert.ok(stagesSeen >= 2, `the first sync staged its ports (${stagesSeen} staging transactions)`);
-    assert.equal(await reach(node, '198.18.100.10'), 'pod-a');
-    assert.equal(await reach(node, '198.18.100.11'), 'pod-b');
+    assert.equal(await podReached(node, '198.18.100.10'), 'pod-a');
+    assert.equal(await podReached(node, '198.18.100.11'), 'pod-b');
 
     // A new service and a changed one, in one sync whose main transaction the kernel rejects.
     for (const i of [12, 13, 14]) {
@@ -90,23 +77,23 @@ test('staged nftables syncs: a failure after the stages leaves traffic exactly a
     assert.match(chains, /chain service-\S+-ns1\/new12\/tcp\/http \{/, 'the staged chains are in the kernel');
     const map = (await node.execOk('nft', ['list', 'map', 'ip', 'kube-proxy', 'service-ips'])).stdout;
     assert.doesNotMatch(map, /198\.18\.100\.1[234]/, 'but nothing refers to them');
-    assert.equal(await reach(node, '198.18.100.10'), 'pod-a', 'the changed service still goes where the last good sync sent it');
-    assert.equal(await reach(node, '198.18.100.11'), 'pod-b');
-    assert.match(await reach(node, '198.18.100.12'), /^error: /, 'the new service is not reachable at all');
+    assert.equal(await podReached(node, '198.18.100.10'), 'pod-a', 'the changed service still goes where the last good sync sent it');
+    assert.equal(await podReached(node, '198.18.100.11'), 'pod-b');
+    assert.match(await podReached(node, '198.18.100.12'), /^error: /, 'the new service is not reachable at all');
 
     // The retry (a full sync) fails in its second stage: still nothing changes for traffic.
     inject = 'stage2';
     stagesSeen = 0;
     await assert.rejects(backend.sync(b.next()), /no-such-chain|No such file or directory/);
     assert.equal(stagesSeen, 2, 'the failed stage was the last transaction tried');
-    assert.equal(await reach(node, '198.18.100.10'), 'pod-a');
-    assert.match(await reach(node, '198.18.100.13'), /^error: /);
+    assert.equal(await podReached(node, '198.18.100.10'), 'pod-a');
+    assert.match(await podReached(node, '198.18.100.13'), /^error: /);
 
     inject = 'none';
     await backend.sync(b.next());
-    assert.equal(await reach(node, '198.18.100.10'), 'pod-c', 'the retried sync applies everything');
-    for (const ip of ['198.18.100.12', '198.18.100.13', '198.18.100.14']) assert.equal(await reach(node, ip), 'pod-c', ip);
-    assert.equal(await reach(node, '198.18.100.11'), 'pod-b');
+    assert.equal(await podReached(node, '198.18.100.10'), 'pod-c', 'the retried sync applies everything');
+    for (const ip of ['198.18.100.12', '198.18.100.13', '198.18.100.14']) assert.equal(await podReached(node, ip), 'pod-c', ip);
+    assert.equal(await podReached(node, '198.18.100.11'), 'pod-b');
     assert.match(await metrics.text(), /kubeproxy_sync_proxy_rules_nftables_sync_failures_total 2/);
   } finally {
     await ns?.destroy();

@@ -1,7 +1,9 @@
 /** iptables mode's apply step against a fake exec: which tool runs, with what, and when. */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { FULL_SYNC_PERIOD_MS, IptablesBackend } from '../../../src/backends/iptables/backend.js';
+import { FULL_SYNC_PERIOD_MS, freshNodeExtra, IptablesBackend } from '../../../src/backends/iptables/backend.js';
+import { renderIptables } from '../../../src/backends/iptables/render.js';
+import { serializeFull } from '../../../src/backends/iptables/serialize.js';
 import { SnapshotBuilder } from '../../../src/core/snapshot.js';
 import { memoryLogger } from '../../../src/observability/log.js';
 import { ProxyMetrics } from '../../../src/observability/metrics.js';
@@ -9,15 +11,16 @@ import { FakeClock } from '../../../src/platform/clock.js';
 import { Conntrack } from '../../../src/platform/conntrack.js';
 import { FakeExec, type ExecCall } from '../../../src/platform/exec.js';
 import { Iptables } from '../../../src/platform/iptables.js';
+import { emptyRuleset, parseIptablesSave } from '../../../src/netfilter/iptables-save.js';
 import { ep, slice, svc } from '../../helpers/objects.js';
 
-function setup() {
+function setup(stageChains?: number) {
   const fake = new FakeExec();
   const clock = new FakeClock();
   const metrics = new ProxyMetrics();
   const log = memoryLogger();
   const backend = new IptablesBackend({
-    iptables: new Iptables({ exec: fake.exec }), conntrack: new Conntrack(fake.exec), log, metrics, clock,
+    iptables: new Iptables({ exec: fake.exec }), conntrack: new Conntrack(fake.exec), log, metrics, clock, ...(stageChains === undefined ? {} : { stageChains }),
     render: { nodeName: 'n1', nodeIPs: ['198.18.200.1'], nodePortAddresses: [], clusterCIDRs: ['198.18.0.0/19'], masqueradeAll: false, masqueradeBit: 14, localhostNodePorts: false, family: 'IPv4' },
   });
   const builder = new SnapshotBuilder('n1');
@@ -176,4 +179,85 @@ test('a UDP service that gets its first endpoint has its cached flows cleared', 
   builder.handle({ kind: 'EndpointSlice', type: 'add', object: slice('ns1', 'd', 'dns', [ep('198.18.10.2')], { portName: 'dns', protocol: 'UDP', port: 5353 }) });
   await backend.sync(builder.next());
   assert.deepEqual(fake.calls.filter((c) => c.cmd === 'conntrack').map((c) => c.args.join(' ')), ['-D -p udp --orig-dst 198.18.100.11']);
+});
+
+/** Applies restore inputs in order, as `iptables-restore --noflush` would, and lists chain → rules. */
+function kernelAfter(texts: readonly string[]): string[] {
+  let rs = emptyRuleset();
+  for (const t of texts) rs = parseIptablesSave(t, rs);
+  const out: string[] = [];
+  for (const [name, t] of rs.tables) for (const c of t.chains.values()) out.push(`${name} ${c.name}: ${c.rules.map((r) => r.args.join(' ')).join(' | ')}`);
+  return out.sort();
+}
+
+const stagingWorld = (builder: SnapshotBuilder, n: number, first = 0): void => {
+  for (let i = first; i < first + n; i++) {
+    builder.handle({ kind: 'Service', type: 'add', object: svc('ns1', `s${i}`, { clusterIP: `198.18.100.${i + 1}` }) });
+    builder.handle({ kind: 'EndpointSlice', type: 'add', object: slice('ns1', `s${i}`, `s${i}`, [ep(`198.18.10.${i + 2}`), ep(`198.18.11.${i + 2}`)]) });
+  }
+};
+
+test('nf_tables backend: a sync that writes many chains stages them in restores of whole ports, then the main restore leaves them out', async () => {
+  const { fake, backend, builder } = setup(7);
+  let asked = 0;
+  fake.respond((c) => c.cmd === 'iptables' && c.args[0] === '--version' && ++asked > 0, { stdout: 'iptables v1.8.9 (nf_tables)\n' });
+  stagingWorld(builder, 5);
+  await backend.sync(builder.next());
+  const texts = restores(fake.calls);
+  const main = texts.at(-1) ?? '';
+  const stages = texts.slice(0, -1);
+  // Each port here has 3 chains (KUBE-SVC- and two KUBE-SEP-): at most 7 a stage is two ports.
+  assert.equal(stages.length, 3, 'five ports, two to a stage');
+  for (const [i, st] of stages.entries()) {
+    const declared = [...st.matchAll(/^:(KUBE-(?:SVC|SEP)-\S+)/gm)].map((m) => m[1]);
+    assert.ok(declared.length <= 7 && declared.length % 3 === 0, `stage ${i + 1}: whole ports (${declared.length} chains)`);
+    assert.equal(/^:KUBE-MARK-MASQ /m.test(st), i === 0, 'the first stage declares the one fixed chain ports jump to');
+    assert.ok(st.startsWith('*nat\n') && st.endsWith('COMMIT\n'));
+  }
+  assert.deepEqual(fake.calls.filter((c) => c.cmd === 'iptables-restore').map((c) => c.args.includes('--counters')), [false, false, false, true]);
+  assert.doesNotMatch(main, /^:KUBE-(SVC|SEP)-/m, 'the main restore writes no staged chain');
+  assert.match(main, /^-A KUBE-SERVICES .* -j KUBE-SVC-/m, 'and makes KUBE-SERVICES jump to them');
+  // Stages then main leave what one full restore of the same model leaves.
+  const one = setup();
+  stagingWorld(one.builder, 5);
+  await one.backend.sync(one.builder.next());
+  assert.equal(restores(one.fake.calls).length, 1, 'the legacy backend (no nf_tables in --version): one restore');
+  assert.deepEqual(kernelAfter(texts), kernelAfter(restores(one.fake.calls)));
+
+  // A partial sync adding three ports (9 chains) stages them too; one adding one port does not.
+  fake.calls.length = 0;
+  stagingWorld(builder, 3, 5);
+  await backend.sync(builder.next());
+  assert.equal(restores(fake.calls).length, 3, 'two stages and the main restore');
+  fake.calls.length = 0;
+  stagingWorld(builder, 1, 8);
+  await backend.sync(builder.next());
+  assert.equal(restores(fake.calls).length, 1);
+  assert.equal(asked, 1, 'the backend is asked once');
+});
+
+test('nf_tables backend: a failed stage is thrown before the main restore runs, and the next sync is full', async () => {
+  const { fake, backend, builder, metrics } = setup(7);
+  fake.respond((c) => c.cmd === 'iptables' && c.args[0] === '--version', { stdout: 'iptables v1.8.9 (nf_tables)\n' });
+  let n = 0;
+  fake.respond((c) => c.cmd === 'iptables-restore' && ++n === 2, { code: 1, stderr: 'iptables-restore: line 3 failed\n' });
+  stagingWorld(builder, 5);
+  await assert.rejects(backend.sync(builder.next()), /line 3 failed/);
+  assert.equal(restores(fake.calls).length, 2, 'no restore after the failed stage');
+  assert.match(await metrics.text(), /kubeproxy_sync_proxy_rules_iptables_restore_failures_total 1/);
+  fake.calls.length = 0;
+  await backend.sync(builder.next());
+  assert.ok(fake.calls.some((c) => c.cmd === 'iptables-save'), 'a full sync follows');
+  assert.equal(restores(fake.calls).length, 4, 'staged again: three stages and the main restore');
+});
+
+test('freshNodeExtra is what a full sync adds on a node without any of kproxy\'s rules (what the bench loads alone)', async () => {
+  const { fake, backend, builder } = setup();
+  fake.respond((c) => c.cmd === 'iptables' && c.args.includes('-S'), { code: 1 });
+  builder.handle({ kind: 'Service', type: 'add', object: svc('ns1', 'web') });
+  builder.handle({ kind: 'EndpointSlice', type: 'add', object: slice('ns1', 'w', 'web', [ep('198.18.10.2')]) });
+  const snap = builder.next();
+  await backend.sync(snap);
+  const model = renderIptables(snap, { nodeName: 'n1', nodeIPs: ['198.18.200.1'], nodePortAddresses: [], clusterCIDRs: ['198.18.0.0/19'], masqueradeAll: false, masqueradeBit: 14, localhostNodePorts: false, family: 'IPv4' });
+  assert.equal(restores(fake.calls)[0], serializeFull(model, { extra: freshNodeExtra(model) }).text);
 });

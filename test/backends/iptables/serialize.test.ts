@@ -9,10 +9,11 @@ import { namespacedName, servicePortName } from '../../../src/core/ids.js';
 import { SnapshotBuilder } from '../../../src/core/snapshot.js';
 import type { RenderedIptablesModel as IptablesModel } from '../../../src/backends/iptables/model.js';
 import { renderIptables } from '../../../src/backends/iptables/render.js';
-import { changedPorts, serializeFull, serializePartial } from '../../../src/backends/iptables/serialize.js';
+import { changedPorts, serializeFull, serializePartial, serializeStages } from '../../../src/backends/iptables/serialize.js';
+import { emptyRuleset, parseIptablesSave } from '../../../src/netfilter/iptables-save.js';
 import { assertGolden } from '../../helpers/golden.js';
 import { ep, slice, svc } from '../../helpers/objects.js';
-import { OPTS, port } from './fixture.js';
+import { OPTS, UPSTREAM_FAKE_OPTS, overall, port, snapshot } from './fixture.js';
 
 const SVC1 = svc('ns1', 'svc1', { clusterIP: '172.30.0.41', ports: [port('p80', 80)] });
 const SVC2 = svc('ns2', 'svc2', { clusterIP: '172.30.0.42', ports: [port('p8080', 8080)] });
@@ -54,15 +55,13 @@ test('partial: one endpoint changes, only that service port\'s chains are rewrit
   const oldSep = before.serviceChains.get(servicePortName(namespacedName('ns1', 'svc1'), 'p80'))?.nat.find((c) => c.startsWith('KUBE-SEP-'));
   const newSep = after.serviceChains.get(servicePortName(namespacedName('ns1', 'svc1'), 'p80'))?.nat.find((c) => c.startsWith('KUBE-SEP-'));
   assert.ok(oldSep && newSep && oldSep !== newSep);
-  assert.deepEqual(nat.declared, ['KUBE-SERVICES', 'KUBE-NODEPORTS', 'KUBE-POSTROUTING', 'KUBE-MARK-MASQ', 'KUBE-SVC-XPGD46QRK7WJZT7O', newSep, oldSep]);
+  // The top-level chains' rules are the same as before (svc1 still has endpoints): not written.
+  assert.deepEqual(nat.declared, ['KUBE-SVC-XPGD46QRK7WJZT7O', newSep, oldSep]);
   assert.deepEqual(nat.deleted, [oldSep]);
-  // svc2's chains are neither declared (which would flush them) nor written...
+  // svc2's chains are neither declared (which would flush them) nor written.
   assert.ok(!text.includes(':KUBE-SVC-2VJB64SDSIJUP5T6'));
   assert.ok(!text.includes('-A KUBE-SVC-2VJB64SDSIJUP5T6'));
-  // ...but KUBE-SERVICES, rewritten whole, still jumps to it.
-  assert.match(text, /-A KUBE-SERVICES -m comment --comment "ns2\/svc2:p8080 cluster IP" -m tcp -p tcp -d 172\.30\.0\.42 --dport 8080 -j KUBE-SVC-2VJB64SDSIJUP5T6/);
-  // filter has no per-service chains: always written whole.
-  assert.deepEqual(shape(text).get('filter')?.declared, ['KUBE-SERVICES', 'KUBE-EXTERNAL-SERVICES', 'KUBE-FORWARD', 'KUBE-NODEPORTS', 'KUBE-PROXY-FIREWALL']);
+  assert.equal(shape(text).get('filter'), undefined, 'nothing changed in filter');
 });
 
 test('partial: a deleted service\'s chains are flushed and deleted; one losing its endpoints gets a REJECT', () => {
@@ -78,11 +77,28 @@ test('partial: a deleted service\'s chains are flushed and deleted; one losing i
   assert.match(text, /-A KUBE-SERVICES -m comment --comment "ns1\/svc1:p80 has no endpoints" .* -j REJECT/);
 });
 
-test('partial: nothing changed → only the top-level chains', () => {
-  const { model } = start();
-  const text = serializePartial(model, { changed: new Set(), previous: model }).text;
-  assert.deepEqual(shape(text).get('nat')?.declared, ['KUBE-SERVICES', 'KUBE-NODEPORTS', 'KUBE-POSTROUTING', 'KUBE-MARK-MASQ']);
-  assert.doesNotMatch(text, /-X /);
+test('partial: top-level chains are written only when their rules changed; nothing changed → nothing at all', () => {
+  const { b, model } = start();
+  const none = serializePartial(model, { changed: new Set(), previous: model });
+  assert.equal(none.text, '');
+  assert.equal(none.empty, true);
+  // A new service: its KUBE-SERVICES rule changes nat's KUBE-SERVICES (and only that top-level chain).
+  b.handle({ kind: 'Service', type: 'add', object: svc('ns3', 'svc3', { clusterIP: '172.30.0.43', ports: [port('p80', 80)] }) });
+  b.handle({ kind: 'EndpointSlice', type: 'add', object: slice('ns3', 'svc3-1', 'svc3', [ep('10.0.3.1')], { portName: 'p80', port: 80 }) });
+  const snap = b.next();
+  const after = renderIptables(snap, OPTS);
+  const text = serializePartial(after, { changed: snap.changed, previous: model });
+  assert.equal(text.empty, false);
+  assert.deepEqual(shape(text.text).get('nat')?.declared.filter((c) => !/^KUBE-(SVC|SEP)-/.test(c)), ['KUBE-SERVICES']);
+  assert.equal(shape(text.text).get('filter'), undefined, 'filter: nothing changed there, so no section (the legacy tool would rewrite it)');
+  // Against a previous model whose masquerade mark differed, the chains holding the mark are rewritten too.
+  const other = new SnapshotBuilder('test-node');
+  for (const object of [SVC1, SVC2]) other.handle({ kind: 'Service', type: 'add', object });
+  for (const object of [EPS1, EPS2]) other.handle({ kind: 'EndpointSlice', type: 'add', object });
+  const marked = renderIptables(other.next(), { ...OPTS, masqueradeBit: 15 });
+  const again = shape(serializePartial(after, { changed: snap.changed, previous: marked }).text);
+  assert.deepEqual(again.get('nat')?.declared.filter((c) => !/^KUBE-(SVC|SEP)-/.test(c)), ['KUBE-SERVICES', 'KUBE-POSTROUTING', 'KUBE-MARK-MASQ']);
+  assert.deepEqual(again.get('filter')?.declared, ['KUBE-FORWARD']);
 });
 
 test('partial: ports missing from the change set are rewritten when their chain names changed or large-cluster mode flipped', () => {
@@ -117,4 +133,45 @@ test('full: stale chains are declared then deleted; chains the model has are nev
   assert.doesNotMatch(text, /-X KUBE-SVC-XPGD46QRK7WJZT7O/);
   assert.ok(text.startsWith('*filter\n'));
   assert.equal(text.match(/^COMMIT$/gm)?.length, 2);
+});
+
+test('a service port\'s own chains jump only to each other and to KUBE-MARK-MASQ: what lets a staging restore stand alone', () => {
+  for (const opts of [OPTS, UPSTREAM_FAKE_OPTS]) {
+    const model = renderIptables(snapshot(overall()), opts);
+    let jumps = 0;
+    for (const spn of model.serviceChains.keys()) {
+      const own = model.nat.chains.own(spn);
+      const mine = new Set(own?.ownChains);
+      for (const rule of (own?.ownRules ?? []).flat()) {
+        const target = /-j (KUBE-\S+)/.exec(rule)?.[1];
+        if (target === undefined) continue;
+        jumps++;
+        assert.ok(mine.has(target) || target === 'KUBE-MARK-MASQ', `${spn}: ${rule}`);
+      }
+    }
+    assert.ok(jumps > 20, `the world has jumps to check (${jumps})`);
+  }
+});
+
+test('stages: whole ports in model order, at most maxChains each unless one port has more, KUBE-MARK-MASQ in the first', () => {
+  const model = renderIptables(snapshot(overall()), OPTS);
+  const ports = model.serviceChains.names;
+  const sizes = ports.map((spn) => model.nat.chains.own(spn)?.ownChains.length ?? 0);
+  const biggest = Math.max(...sizes);
+  assert.ok(biggest >= 3);
+  const stages = serializeStages(model, ports, biggest - 1).map((s) => s.text);
+  const declared = stages.map((t) => [...t.matchAll(/^:(\S+)/gm)].map((m) => m[1] ?? ''));
+  assert.deepEqual(declared.flat().filter((c) => c !== 'KUBE-MARK-MASQ'), ports.flatMap((spn) => model.nat.chains.own(spn)?.ownChains ?? []), 'every chain once, in model order');
+  assert.deepEqual(declared.map((d) => d.includes('KUBE-MARK-MASQ')), declared.map((_, i) => i === 0));
+  const portChains = ports.map((spn) => (model.nat.chains.own(spn)?.ownChains ?? []).join(' '));
+  for (const d of declared) {
+    const own = d.filter((c) => c !== 'KUBE-MARK-MASQ');
+    assert.ok(own.length <= biggest - 1 || portChains.includes(own.join(' ')), `a stage over the limit holds one port only: ${own.join(' ')}`);
+  }
+  assert.ok(declared.some((d) => d.filter((c) => c !== 'KUBE-MARK-MASQ').length === biggest), 'the biggest port got a stage of its own');
+  // Stages, then a main restore that leaves the staged ports out, leave what one full restore leaves.
+  const after = [...stages, serializeFull(model, { staged: new Set(ports) }).text].reduce((rs, t) => parseIptablesSave(t, rs), emptyRuleset());
+  const norm = (rs: ReturnType<typeof emptyRuleset>): string[] => [...rs.tables.values()].flatMap((t) => [...t.chains.values()].map((c) => `${t.name} ${c.name} ${c.rules.map((r) => r.args.join(' ')).join('|')}`)).sort();
+  assert.deepEqual(norm(after), norm(parseIptablesSave(serializeFull(model).text)));
+  assert.deepEqual(serializeStages(model, [], 10), []);
 });
