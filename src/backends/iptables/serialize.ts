@@ -124,12 +124,12 @@ export interface PartialOptions {
  * A table with nothing to write is left out. A chain that is deleted is always reached from a top-level
  * chain's rule that goes with it, or from its own port's chains, which are rewritten.
  *
- * A port counts as changed if it is in `changed`, if its chain names differ from `previous`
- * (a caller's incomplete change set cannot leave a jump to a missing chain), or if large-cluster
- * mode flipped (upstream leaves stale comments then). Rule texts are not compared: a change of
- * render options needs a full sync. Only the ports whose chain lists are not the very same
- * objects as in `previous` (or that `changed` names) are looked at: the renderer reuses a
- * port's lists when it did not render it again.
+ * A port is rewritten when its own chains or their rules differ from `previous`'s, and every
+ * port when large-cluster mode flipped (upstream leaves stale comments then). Only the ports
+ * whose chain lists are not the very same objects as in `previous` (or that `changed` names)
+ * are compared: the renderer reuses a port's pieces when it did not render it again, so a
+ * caller's incomplete change set cannot leave stale rules or a jump to a missing chain, and a
+ * port rendered again to the same rules (an endpoint moved to another node, say) costs nothing.
  */
 export function serializePartial(model: RenderedIptablesModel, opts: PartialOptions): RestoreInput {
   const { rewrite, gone } = changedPorts(model, opts);
@@ -228,10 +228,18 @@ export function changedPorts(model: RenderedIptablesModel, opts: PartialOptions)
   forEachChangedPort(model.serviceChains, opts.previous.serviceChains, opts.changed, (spn, now, before) => {
     if (before !== undefined && before !== now) gone.push([spn, before]);
     if (all || now === undefined) return;
-    // A list the renderer did not reuse, with the same names: the port's rules may differ, its chains do not.
-    if (opts.changed.has(spn) || before === undefined || !sameList(now.filter, before.filter) || !sameList(now.nat, before.nat)) rewrite.push(spn);
+    // A port rendered again (or named as changed) whose chains and rules are what the kernel
+    // already holds needs nothing written.
+    if (before === undefined || !TABLES.every((t) => sameOwn(model[t].chains.own(spn), opts.previous[t].chains.own(spn)))) rewrite.push(spn);
   });
   return { rewrite, gone };
+}
+
+/** The same own chains with the same rules. */
+function sameOwn(now: PieceRules | undefined, before: PieceRules | undefined): boolean {
+  if (now === before) return true;
+  if (now === undefined || before === undefined || !sameList(now.ownChains, before.ownChains)) return false;
+  return now.ownRules.every((r, i) => sameList(r, before.ownRules[i]));
 }
 
 /**

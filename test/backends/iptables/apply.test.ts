@@ -261,3 +261,19 @@ test('freshNodeExtra is what a full sync adds on a node without any of kproxy\'s
   const model = renderIptables(snap, { nodeName: 'n1', nodeIPs: ['198.18.200.1'], nodePortAddresses: [], clusterCIDRs: ['198.18.0.0/19'], masqueradeAll: false, masqueradeBit: 14, localhostNodePorts: false, family: 'IPv4' });
   assert.equal(restores(fake.calls)[0], serializeFull(model, { extra: freshNodeExtra(model) }).text);
 });
+
+test('a change that leaves every rule as it was runs no restore at all', async () => {
+  const { fake, backend, builder, metrics } = setup();
+  const before = slice('ns1', 'w', 'web', [ep('198.18.10.2')]);
+  builder.handle({ kind: 'Service', type: 'add', object: svc('ns1', 'web') });
+  builder.handle({ kind: 'EndpointSlice', type: 'add', object: before });
+  await backend.sync(builder.next());
+  fake.calls.length = 0;
+  // The endpoint moves to another node: a Cluster-policy service's rules do not depend on it.
+  builder.handle({ kind: 'EndpointSlice', type: 'update', previous: before, object: slice('ns1', 'w', 'web', [ep('198.18.10.2', { nodeName: 'elsewhere' })]) });
+  const snap = builder.next();
+  assert.equal(snap.changed.size, 1, 'the snapshot saw a change');
+  await backend.sync(snap);
+  assert.equal(restores(fake.calls).length, 0);
+  assert.match(await metrics.text(), /kubeproxy_sync_proxy_rules_iptables_last\{table="nat"\} 0\n/);
+});

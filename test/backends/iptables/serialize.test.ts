@@ -5,7 +5,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { namespacedName, servicePortName } from '../../../src/core/ids.js';
+import { namespacedName, servicePortName, type ServicePortName } from '../../../src/core/ids.js';
 import { SnapshotBuilder } from '../../../src/core/snapshot.js';
 import type { RenderedIptablesModel as IptablesModel } from '../../../src/backends/iptables/model.js';
 import { renderIptables } from '../../../src/backends/iptables/render.js';
@@ -101,10 +101,12 @@ test('partial: top-level chains are written only when their rules changed; nothi
   assert.deepEqual(again.get('filter')?.declared, ['KUBE-FORWARD']);
 });
 
-test('partial: ports missing from the change set are rewritten when their chain names changed or large-cluster mode flipped', () => {
+test('partial: ports are rewritten when their chains or rules changed, whatever the change set says, or when large-cluster mode flipped', () => {
   const { b, model: before } = start();
+  const same = renderIptables(b.next(true), OPTS);
+  assert.deepEqual(changedPorts(same, { changed: new Set(['ns1/svc1:p80' as ServicePortName]), previous: before }).rewrite, [], 'rendered again to the same rules: nothing to write');
   const after = renderIptables(b.next(true), { ...OPTS, masqueradeAll: true });
-  assert.equal(changedPorts(after, { changed: new Set(), previous: before }).rewrite.length, 0, "rule texts are not compared");
+  assert.equal(changedPorts(after, { changed: new Set(), previous: before }).rewrite.length, 2, 'rules that differ are written');
   const big = { ...after, largeClusterMode: true };
   assert.equal(changedPorts(big, { changed: new Set(), previous: before }).rewrite.length, 2, "large-cluster mode flip rewrites all");
   // An endpoint change the caller forgot: the new SEP name gives it away.
