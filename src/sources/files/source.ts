@@ -471,9 +471,10 @@ export class ManifestSource implements Source {
 
   /** Computes the objects in effect and tells the sink what changed. */
   private publish(): void {
-    // One Map of where each object comes from rather than a record per object (20,000 objects at
-    // 10,000 services, walked at every change of any file).
-    const desired = new Map<string, FileEntry>();
+    // One Map of the objects in effect rather than a record per object (20,000 objects at 10,000
+    // services, walked at every change of any file); where a duplicate's first definition is,
+    // is searched only when there is one.
+    const desired = new Map<string, ApiObject>();
     const duplicates = new Set<string>();
     for (const file of this.order) {
       const state = this.files.get(file);
@@ -483,19 +484,19 @@ export class ManifestSource implements Source {
           const object = entry.objects[i] as ApiObject;
           if (object.kind === 'Node' && object.name !== this.opts.nodeName) continue;
           const key = entry.keys[i] ?? objectKey(object);
-          const first = desired.get(key);
-          if (first === undefined) {
-            desired.set(key, entry);
+          if (!desired.has(key)) {
+            desired.set(key, object);
             continue;
           }
-          if (first.where === entry.where) continue;
-          const id = `${key}|${first.where}@${this.stateOf(first)?.version ?? 0}|${entry.where}@${state.version}`;
+          const first = this.firstDefinition(key);
+          if (first === undefined || first.entry.where === entry.where) continue;
+          const id = `${key}|${first.entry.where}@${first.state.version}|${entry.where}@${state.version}`;
           duplicates.add(id);
           if (!this.reportedDuplicates.has(id)) {
             this.report({
               code: PROBLEM.DUPLICATE_OBJECT,
               where: entry.where,
-              message: `${describeObject(object)} is also defined at ${first.where}; the first definition (in sorted file order) wins, this one is ignored`,
+              message: `${describeObject(object)} is also defined at ${first.entry.where}; the first definition (in sorted file order) wins, this one is ignored`,
             });
           }
         }
@@ -506,8 +507,7 @@ export class ManifestSource implements Source {
     // `emitted` is brought up to `desired` in place: what changed is told, additions and
     // updates in file order, then deletions.
     const events: SourceEvent[] = [];
-    desired.forEach((entry, key) => {
-      const object = entry.objects[entry.keys.indexOf(key)] as ApiObject;
+    desired.forEach((object, key) => {
       const prev = this.emitted.get(key);
       if (prev === object) return; // from a file that did not change: nothing to compare
       if (prev === undefined) events.push(addEvent(object));
@@ -530,10 +530,13 @@ export class ManifestSource implements Source {
     }
   }
 
-  /** The file state an entry belongs to (for a duplicate's message: rare, so searched). */
-  private stateOf(entry: FileEntry): FileState | undefined {
-    for (const state of this.files.values()) if (state.entries.includes(entry)) return state;
+  /** The entry (and its file's state) that defines `key` first, in sorted file order: searched, as only a duplicate's message needs it. */
+  private firstDefinition(key: string): { readonly entry: FileEntry; readonly state: FileState } | undefined {
+    for (const file of this.order) {
+      const state = this.files.get(file);
+      const entry = state?.entries.find((e) => e.keys.includes(key));
+      if (state !== undefined && entry !== undefined) return { entry, state };
+    }
     return undefined;
   }
-
 }
