@@ -33,6 +33,8 @@ export class PortCache<V, F> {
   private readonly entries = new Map<ServicePortName, PortEntry<V, F>>();
   private names: ServicePortName[] = [];
   private topologyKey: string | undefined;
+  /** The names the last fragments() call returned. */
+  private lastNames: readonly ServicePortName[] | undefined;
 
   /** viewOf: what a port renders from (a string: why it is skipped; undefined: not this family's). */
   constructor(private readonly viewOf: (sp: ServicePort, eps: readonly Endpoint[]) => V | string | undefined) {}
@@ -70,34 +72,48 @@ export class PortCache<V, F> {
     }
     return { ordered, topology, topologyChanged };
   }
+
+  /**
+   * Every port's fragment in order, rendering those that have none (all of them when
+   * rerenderAll), with the ports' names at the same indexes (two arrays, not a pair per port: at
+   * 10,000 services pairs were 400 kB per render that the model keeps); ports skipped as invalid
+   * come back with their reasons instead. When the ports are the same as at the last call (an
+   * endpoint change), the very same names array comes back, so models can be compared port by
+   * port without comparing names (forEachChangedPort) and a renderer can tell by identity.
+   */
+  fragments(ordered: readonly PortEntry<V, F>[], render: (view: V) => F, rerenderAll = false):
+  { readonly names: readonly ServicePortName[]; readonly fragments: readonly F[]; readonly skipped: Map<ServicePortName, string>; readonly rendered: number } {
+    const made: ServicePortName[] = [];
+    const fragments: F[] = [];
+    const skipped = new Map<ServicePortName, string>();
+    let rendered = 0;
+    for (const e of ordered) {
+      if (e.view === undefined) continue;
+      if (typeof e.view === 'string') {
+        skipped.set(e.name, e.view);
+        continue;
+      }
+      if (e.fragment === undefined || rerenderAll) {
+        e.fragment = render(e.view);
+        rendered++;
+      }
+      made.push(e.name);
+      fragments.push(e.fragment);
+    }
+    const names = this.lastNames !== undefined && sameList(this.lastNames, made) ? this.lastNames : made;
+    this.lastNames = names;
+    return { names, fragments, skipped, rendered };
+  }
 }
 
 /**
- * Every port's fragment in order, rendering those that have none (all of them when
- * rerenderAll), with the ports' names at the same indexes (two arrays, not a pair per port: at
- * 10,000 services pairs were 400 kB per render that the model keeps); ports skipped as invalid
- * come back with their reasons instead.
+ * The same strings in the same order: port or chain names, or a chain's rules (strings a render
+ * reused are the very same, so this is mostly pointer compares).
  */
-export function fragmentsOf<V, F>(ordered: readonly PortEntry<V, F>[], render: (view: V) => F, rerenderAll = false):
-{ readonly names: readonly ServicePortName[]; readonly fragments: readonly F[]; readonly skipped: Map<ServicePortName, string>; readonly rendered: number } {
-  const names: ServicePortName[] = [];
-  const fragments: F[] = [];
-  const skipped = new Map<ServicePortName, string>();
-  let rendered = 0;
-  for (const e of ordered) {
-    if (e.view === undefined) continue;
-    if (typeof e.view === 'string') {
-      skipped.set(e.name, e.view);
-      continue;
-    }
-    if (e.fragment === undefined || rerenderAll) {
-      e.fragment = render(e.view);
-      rendered++;
-    }
-    names.push(e.name);
-    fragments.push(e.fragment);
-  }
-  return { names, fragments, skipped, rendered };
+export function sameList(now: readonly string[], before: readonly string[] | undefined): boolean {
+  if (before === undefined || now.length !== before.length) return false;
+  for (let i = 0; i < now.length; i++) if (now[i] !== before[i]) return false;
+  return true;
 }
 
 /** A service port after upstream's per-family filtering, with canonical addresses. */

@@ -13,6 +13,7 @@ import { parseIptablesSave, type Ruleset } from '../../src/netfilter/iptables-sa
 import { NftablesRenderer, renderNftables } from '../../src/backends/nftables/render.js';
 import { serializePartial as nftPartial } from '../../src/backends/nftables/serialize.js';
 import { PortIndexed } from '../../src/backends/nftables/port-indexed.js';
+import { SortedPorts } from '../../src/backends/port-cache.js';
 import type { ServicePortName } from '../../src/core/ids.js';
 import type { EndpointSliceObject, NodeObject, ServiceObject } from '../../src/core/objects.js';
 import { ep, node, slice, svc } from '../helpers/objects.js';
@@ -202,6 +203,10 @@ for (const mode of MODES) {
     const after = renderer.render(snap);
     assert.equal(renderer.lastRendered, 1);
     assert.deepStrictEqual(after, mode.fresh(snap));
+    // The same ports: the very same names array, so the partial sync's walk compares no names.
+    const portsOf = (m: unknown): SortedPorts<unknown> => (mode.name === 'iptables' ? (m as ReturnType<typeof renderIptables>).serviceChains : (m as ReturnType<typeof renderNftables>).servicePorts) as SortedPorts<unknown>;
+    assert.ok(portsOf(after) instanceof SortedPorts);
+    assert.equal(portsOf(after).names, portsOf(before).names);
     const text = mode.name === 'iptables'
       ? iptablesPartial(after as ReturnType<typeof renderIptables>, { changed: snap.changed, previous: before as ReturnType<typeof renderIptables> }).text
       : nftPartial(after as ReturnType<typeof renderNftables>, { changed: snap.changed, previous: before as ReturnType<typeof renderNftables> }).text;

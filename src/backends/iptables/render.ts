@@ -11,7 +11,7 @@ import type { ServicePortName } from '../../core/ids.js';
 import type { ServicePort } from '../../core/service-port.js';
 import type { Snapshot } from '../../core/snapshot.js';
 import { categorizeEndpoints, type NodeTopology } from '../../core/traffic-policy.js';
-import { fragmentsOf, PortCache, type PortView, SortedPorts, viewOf } from '../port-cache.js';
+import { PortCache, type PortView, SortedPorts, viewOf } from '../port-cache.js';
 import { type PieceRules, TableChains } from './table-chains.js';
 import { canonicalIP, parseCIDR } from '../../core/ip.js';
 import type { IptablesModel, IptablesRenderOptions, RenderedIptablesModel, ServiceChains, TableName } from './model.js';
@@ -280,7 +280,7 @@ export class IptablesRenderer {
     const rerenderAll = largeClusterMode !== this.largeClusterMode;
     this.largeClusterMode = largeClusterMode;
 
-    const { names, fragments, skipped, rendered } = fragmentsOf(ordered, (view) => renderPort(this.ctx, view, largeClusterMode, topology), rerenderAll);
+    const { names, fragments, skipped, rendered } = this.ports.fragments(ordered, (view) => renderPort(this.ctx, view, largeClusterMode, topology), rerenderAll);
     const filterPieces: PieceRules[] = [];
     const natPieces: PieceRules[] = [];
     const serviceChains: ServiceChains[] = [];

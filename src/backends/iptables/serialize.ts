@@ -7,7 +7,7 @@
 import type { ServicePortName } from '../../core/ids.js';
 import { ChunkedText } from '../../core/text.js';
 import type { IptablesModel, RenderedIptablesModel, ServiceChains, TableName } from './model.js';
-import { forEachChangedPort } from '../port-cache.js';
+import { forEachChangedPort, sameList } from '../port-cache.js';
 import { KUBE_MARK_MASQ } from './names.js';
 import { type PieceRules, TableChains } from './table-chains.js';
 
@@ -240,14 +240,4 @@ function sameOwn(now: PieceRules | undefined, before: PieceRules | undefined): b
   if (now === before) return true;
   if (now === undefined || before === undefined || !sameList(now.ownChains, before.ownChains)) return false;
   return now.ownRules.every((r, i) => sameList(r, before.ownRules[i]));
-}
-
-/**
- * The same strings in the same order: chain names, or a chain's rules (the pieces a render
- * reuses hold the very same strings, so this is mostly pointer compares).
- */
-function sameList(now: readonly string[], before: readonly string[] | undefined): boolean {
-  if (before === undefined || now.length !== before.length) return false;
-  for (let i = 0; i < now.length; i++) if (now[i] !== before[i]) return false;
-  return true;
 }

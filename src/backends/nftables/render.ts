@@ -10,7 +10,7 @@ import type { ServicePortName } from '../../core/ids.js';
 import type { ServicePort } from '../../core/service-port.js';
 import type { Snapshot } from '../../core/snapshot.js';
 import { categorizeEndpoints, type NodeTopology } from '../../core/traffic-policy.js';
-import { fragmentsOf, PortCache, type PortView, SortedPorts, viewOf } from '../port-cache.js';
+import { PortCache, type PortView, SortedPorts, viewOf } from '../port-cache.js';
 import { canonicalIP, parseCIDR } from '../../core/ip.js';
 import { flat } from '../../core/text.js';
 import { masqueradeMark } from '../iptables/names.js';
@@ -280,12 +280,9 @@ export class NftablesRenderer {
 
   render(snap: Snapshot): NftablesModel {
     const { ordered, topology } = this.ports.update(snap, this.ctx.options.nodeName);
-    const made = fragmentsOf(ordered, (view) => renderPort(this.ctx, view, this.sharedSets, topology));
-    const { fragments, skipped, rendered } = made;
+    const { names, fragments, skipped, rendered } = this.ports.fragments(ordered, (view) => renderPort(this.ctx, view, this.sharedSets, topology));
     this.lastRendered = rendered;
-    // The same ports as last time (an endpoint change): keep the last array of their names.
     const last = this.last;
-    const names = last !== undefined && sameNames(last.names, made.names) ? last.names : made.names;
     let noLocalInternal = 0;
     let noLocalExternal = 0;
     let indexable = true;
@@ -401,13 +398,6 @@ export class NftablesRenderer {
     });
     return { chains, sets, servicePorts };
   }
-}
-
-/** Whether two lists of port names are equal. */
-function sameNames(a: readonly ServicePortName[], b: readonly ServicePortName[]): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
 }
 
 /** Whether two renders' fragments of the same ports have equal elements, in order (then so are the model's lists). */
