@@ -100,12 +100,14 @@ export class IptablesBackend implements Backend {
     try {
       // Only chains nothing refers to yet are staged: new ports' (a partial sync), or on a full
       // sync those the kernel does not have or that an unfinished sync staged.
-      const staged = kernel
-        ? await this.stage(model, model.serviceChains.names, (c) => !kernel.present.has(c) || this.unreferenced.has(c))
-        : await this.stage(model, changedPorts(model, { changed: snap.changed, previous }).rewrite.filter((spn) => !previous.serviceChains.has(spn)), () => true);
-      input = kernel
-        ? serializeFull(model, { stale: kernel.stale, extra: kernel.extra, ...(staged ? { staged } : {}) })
-        : serializePartial(model, { changed: snap.changed, previous, ...(staged ? { staged } : {}) });
+      if (kernel) {
+        const staged = await this.stage(model, model.serviceChains.names, (c) => !kernel.present.has(c) || this.unreferenced.has(c));
+        input = serializeFull(model, { stale: kernel.stale, extra: kernel.extra, ...(staged ? { staged } : {}) });
+      } else {
+        const changes = changedPorts(model, { changed: snap.changed, previous });
+        const staged = await this.stage(model, changes.rewrite.filter((spn) => !previous.serviceChains.has(spn)), () => true);
+        input = serializePartial(model, { changed: snap.changed, previous, changes, ...(staged ? { staged } : {}) });
+      }
       if (!input.empty) await this.opts.iptables.restore(input, { counters: true });
       this.unreferenced.clear();
     } catch (err) {

@@ -112,6 +112,16 @@ export interface PartialOptions {
   readonly previous: RenderedIptablesModel;
   /** Service ports whose chains staging restores wrote (serializeStages): left out here. */
   readonly staged?: ReadonlySet<ServicePortName>;
+  /** changedPorts of this model with these options, when the caller has it already. */
+  readonly changes?: PortChanges;
+}
+
+/** What changedPorts finds. */
+export interface PortChanges {
+  /** The ports to rewrite, in model order. */
+  readonly rewrite: readonly ServicePortName[];
+  /** The previous chain lists of ports whose lists are not the very same now, in name order. */
+  readonly gone: readonly (readonly [ServicePortName, ServiceChains])[];
 }
 
 /**
@@ -132,7 +142,7 @@ export interface PartialOptions {
  * port rendered again to the same rules (an endpoint moved to another node, say) costs nothing.
  */
 export function serializePartial(model: RenderedIptablesModel, opts: PartialOptions): RestoreInput {
-  const { rewrite, gone } = changedPorts(model, opts);
+  const { rewrite, gone } = opts.changes ?? changedPorts(model, opts);
   const plans: TablePlan[] = [];
   for (const table of TABLES) {
     const chains = model[table].chains;
@@ -220,7 +230,7 @@ export function serializeStages(model: RenderedIptablesModel, ports: readonly Se
  * previous chain lists of the ports whose lists are not the very same now (their chains may be
  * gone), in name order.
  */
-export function changedPorts(model: RenderedIptablesModel, opts: PartialOptions): { rewrite: ServicePortName[]; gone: [ServicePortName, ServiceChains][] } {
+export function changedPorts(model: RenderedIptablesModel, opts: PartialOptions): PortChanges {
   // Large-cluster mode changes the comments in every endpoint rule: rewrite everything.
   const all = model.largeClusterMode !== opts.previous.largeClusterMode;
   const rewrite: ServicePortName[] = all ? [...model.serviceChains.names] : [];
