@@ -3,7 +3,9 @@
  * iptables-save output, and a read-only snapshot of the root namespace's network state.
  */
 import { fileURLToPath } from 'node:url';
-import { runHost, type Netns, type NetnsProcess } from '../../src/platform/netns.js';
+import { textOf } from '../../src/core/text.js';
+import type { Exec } from '../../src/platform/exec.js';
+import { cleanupStaleNetns, createNetns, runHost, type Netns, type NetnsProcess } from '../../src/platform/netns.js';
 
 /** The repository root (this file is compiled to dist/test/helpers/, three levels down). */
 export const REPO_ROOT = fileURLToPath(new URL('../../../', import.meta.url));
@@ -112,19 +114,55 @@ export function clientSession(ns: Netns, timeoutMs: number, answerWithinMs = 30_
 }
 
 /**
- * A node namespace for syncs proven from the node itself: the pods' addresses on lo (each pod a
- * process answering TCP on ip:8080 with its name), and 198.18.100.0/24 (the ClusterIPs) routed
- * to a veth device whose peer answers nothing, so a connection to a ClusterIP reaches a pod
- * only through the nat OUTPUT path's DNAT. The pods stop by themselves after maxMs.
+ * A fresh node namespace (`tag`'s leftovers removed first) for syncs proven from the node
+ * itself: the pods' addresses on lo (each pod a process answering TCP on ip:8080 with its name),
+ * and 198.18.100.0/24 (the ClusterIPs) routed to a veth device whose peer answers nothing, so a
+ * connection to a ClusterIP reaches a pod only through the nat OUTPUT path's DNAT. The pods stop
+ * by themselves after maxMs; the caller destroys the namespace (this does, if setting it up fails).
  */
-export async function nodeWithPods(node: Netns, pods: Readonly<Record<string, string>>, maxMs: number): Promise<void> {
-  for (const ip of Object.values(pods)) await node.execOk('ip', ['addr', 'add', `${ip}/32`, 'dev', 'lo']);
-  await node.execOk('ip', ['link', 'add', 'kp-svc', 'type', 'veth', 'peer', 'name', 'kp-peer']);
-  await node.execOk('ip', ['addr', 'add', '198.18.0.1/32', 'dev', 'kp-svc']);
-  for (const l of ['kp-svc', 'kp-peer']) await node.execOk('ip', ['link', 'set', l, 'up']);
-  await node.addRoute('198.18.100.0/24', { dev: 'kp-svc' });
-  for (const [name, ip] of Object.entries(pods)) {
-    await node.spawn(process.execPath, [POD_JS, '--name', name, '--tcp', `${ip}:8080`, '--max-ms', String(maxMs)]).waitForOutput('ready', 10_000);
+export async function nodeWithPods(tag: string, pods: Readonly<Record<string, string>>, maxMs: number): Promise<Netns> {
+  await cleanupStaleNetns(tag);
+  const node = await createNetns(tag);
+  try {
+    for (const ip of Object.values(pods)) await node.execOk('ip', ['addr', 'add', `${ip}/32`, 'dev', 'lo']);
+    await node.execOk('ip', ['link', 'add', 'kp-svc', 'type', 'veth', 'peer', 'name', 'kp-peer']);
+    await node.execOk('ip', ['addr', 'add', '198.18.0.1/32', 'dev', 'kp-svc']);
+    for (const l of ['kp-svc', 'kp-peer']) await node.execOk('ip', ['link', 'set', l, 'up']);
+    await node.addRoute('198.18.100.0/24', { dev: 'kp-svc' });
+    for (const [name, ip] of Object.entries(pods)) {
+      await node.spawn(process.execPath, [POD_JS, '--name', name, '--tcp', `${ip}:8080`, '--max-ms', String(maxMs)]).waitForOutput('ready', 10_000);
+    }
+    return node;
+  } catch (err) {
+    await node.destroy();
+    throw err;
+  }
+}
+
+/**
+ * An exec into `ns` for a staged sync's failure tests: it counts the staging inputs the kernel
+ * tool is given, and breaks the main one (`inject = 'main'`) or the second stage ('stage2') with
+ * `broken`. `tool` picks the tool's runs with an input, `isMain` the main input among them.
+ */
+export class StageFaults {
+  inject: 'none' | 'main' | 'stage2' = 'none';
+  stagesSeen = 0;
+  readonly exec: Exec;
+
+  constructor(ns: Netns, spec: {
+    readonly tool: (cmd: string, args: readonly string[]) => boolean;
+    readonly isMain: (args: readonly string[], input: string) => boolean;
+    readonly broken: (input: string) => string;
+  }) {
+    this.exec = (cmd, args, options) => {
+      let input = options?.input === undefined ? undefined : textOf(options.input);
+      if (input !== undefined && spec.tool(cmd, args)) {
+        const main = spec.isMain(args, input);
+        if (!main) this.stagesSeen++;
+        if ((this.inject === 'main' && main) || (this.inject === 'stage2' && !main && this.stagesSeen === 2)) input = spec.broken(input);
+      }
+      return ns.exec(cmd, args, { ...options, ...(input === undefined ? {} : { input }), timeoutMs: 30_000 });
+    };
   }
 }
 

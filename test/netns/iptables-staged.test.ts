@@ -13,15 +13,13 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { IptablesBackend } from '../../src/backends/iptables/backend.js';
 import { SnapshotBuilder } from '../../src/core/snapshot.js';
-import { textOf } from '../../src/core/text.js';
 import { memoryLogger } from '../../src/observability/log.js';
 import { ProxyMetrics } from '../../src/observability/metrics.js';
 import { FakeClock } from '../../src/platform/clock.js';
 import { Conntrack } from '../../src/platform/conntrack.js';
-import type { Exec } from '../../src/platform/exec.js';
 import { Iptables } from '../../src/platform/iptables.js';
-import { cleanupStaleNetns, createNetns, kernelTestGate, type Netns } from '../../src/platform/netns.js';
-import { nodeWithPods, podReached } from '../helpers/netns-util.js';
+import { kernelTestGate, type Netns } from '../../src/platform/netns.js';
+import { nodeWithPods, podReached, StageFaults } from '../helpers/netns-util.js';
 import { ep, slice, svc } from '../helpers/objects.js';
 
 const PODS = { 'pod-a': '198.18.10.2', 'pod-b': '198.18.10.3', 'pod-c': '198.18.10.4' } as const;
@@ -39,29 +37,20 @@ async function kproxyRules(ns: Netns): Promise<string[]> {
 
 test('iptables-nft staged syncs: a failure after the stages leaves traffic as before, and the retry completes it', { timeout: 120_000 }, async (t) => {
   if (!(await kernelTestGate(t, { tools: ['iptables-nft', 'iptables-nft-restore', 'iptables-nft-save', 'conntrack'] }))) return;
-  await cleanupStaleNetns('ipt-staged');
   let ns: Netns | undefined;
   try {
-    ns = await createNetns('ipt-staged');
+    ns = await nodeWithPods('ipt-staged', PODS, 110_000);
     const node = ns;
-    await nodeWithPods(node, PODS, 110_000);
-
-    // inject: 'main' makes the main restore (the one with --counters) fail, 'stage2' the second
-    // staging restore; both by a rule jumping to a chain that does not exist, in the nat table.
-    let inject: 'none' | 'main' | 'stage2' = 'none';
-    let stagesSeen = 0;
-    const exec: Exec = (cmd, args, options) => {
-      let input = options?.input === undefined ? undefined : textOf(options.input);
-      if (cmd === 'iptables-nft-restore' && input !== undefined) {
-        const main = args.includes('--counters');
-        if (!main) stagesSeen++;
-        if ((inject === 'main' && main) || (inject === 'stage2' && !main && stagesSeen === 2)) {
-          const at = input.lastIndexOf('COMMIT');
-          input = `${input.slice(0, at)}-A KUBE-SERVICES -j NO-SUCH-CHAIN\n${input.slice(at)}`;
-        }
-      }
-      return node.exec(cmd, args, { ...options, ...(input === undefined ? {} : { input }), timeoutMs: 30_000 });
-    };
+    // The main restore is the one with --counters; a rule jumping to a chain that does not exist breaks one.
+    const faults = new StageFaults(node, {
+      tool: (cmd) => cmd === 'iptables-nft-restore',
+      isMain: (args) => args.includes('--counters'),
+      broken: (input) => {
+        const at = input.lastIndexOf('COMMIT');
+        return `${input.slice(0, at)}-A KUBE-SERVICES -j NO-SUCH-CHAIN\n${input.slice(at)}`;
+      },
+    });
+    const exec = faults.exec;
     const iptables = new Iptables({ exec, binary: 'iptables-nft' });
     assert.equal(await iptables.nfTables(), true, 'iptables-nft --version says nf_tables');
     const metrics = new ProxyMetrics();
@@ -74,7 +63,7 @@ test('iptables-nft staged syncs: a failure after the stages leaves traffic as be
     b.handle({ kind: 'Service', type: 'add', object: svc('ns1', 'other', { clusterIP: '198.18.100.11' }) });
     b.handle({ kind: 'EndpointSlice', type: 'add', object: slice('ns1', 'other', 'other', [ep(PODS['pod-b'])]) });
     await backend.sync(b.next());
-    assert.equal(stagesSeen, 2, 'the first sync staged its two services');
+    assert.equal(faults.stagesSeen, 2, 'the first sync staged its two services');
     assert.equal(await podReached(node, '198.18.100.10'), 'pod-a');
     assert.equal(await podReached(node, '198.18.100.11'), 'pod-b');
 
@@ -84,10 +73,10 @@ test('iptables-nft staged syncs: a failure after the stages leaves traffic as be
       b.handle({ kind: 'EndpointSlice', type: 'add', object: slice('ns1', `new${i}`, `new${i}`, [ep(PODS['pod-c'])]) });
     }
     b.handle({ kind: 'EndpointSlice', type: 'update', previous: web, object: slice('ns1', 'web', 'web', [ep(PODS['pod-c'])]) });
-    inject = 'main';
-    stagesSeen = 0;
+    faults.inject = 'main';
+    faults.stagesSeen = 0;
     await assert.rejects(backend.sync(b.next()), /NO-SUCH-CHAIN|line \d+ failed/);
-    assert.equal(stagesSeen, 3, 'the three new services were staged before the main restore failed');
+    assert.equal(faults.stagesSeen, 3, 'the three new services were staged before the main restore failed');
     const nat = (await node.execOk('iptables-nft-save', ['-t', 'nat'])).stdout;
     assert.equal([...nat.matchAll(/^:KUBE-SVC-/gm)].length, 5, 'the staged chains are in the kernel');
     assert.doesNotMatch(nat, /^-A KUBE-SERVICES .*198\.18\.100\.1[234]/m, 'but KUBE-SERVICES does not jump to them');
@@ -96,15 +85,15 @@ test('iptables-nft staged syncs: a failure after the stages leaves traffic as be
     assert.match(await podReached(node, '198.18.100.12'), /^error: /, 'the new service is not reachable at all');
 
     // The retry (a full sync) fails in its second stage: still no new service reachable.
-    inject = 'stage2';
-    stagesSeen = 0;
+    faults.inject = 'stage2';
+    faults.stagesSeen = 0;
     await assert.rejects(backend.sync(b.next()), /NO-SUCH-CHAIN|line \d+ failed/);
-    assert.equal(stagesSeen, 2, 'the failed stage was the last restore tried');
+    assert.equal(faults.stagesSeen, 2, 'the failed stage was the last restore tried');
     assert.equal(await podReached(node, '198.18.100.10'), 'pod-a');
     assert.equal(await podReached(node, '198.18.100.11'), 'pod-b');
     assert.match(await podReached(node, '198.18.100.13'), /^error: /);
 
-    inject = 'none';
+    faults.inject = 'none';
     await backend.sync(b.next());
     for (const ip of ['198.18.100.10', '198.18.100.12', '198.18.100.13', '198.18.100.14']) assert.equal(await podReached(node, ip), 'pod-c', ip);
     assert.equal(await podReached(node, '198.18.100.11'), 'pod-b');
@@ -116,9 +105,9 @@ test('iptables-nft staged syncs: a failure after the stages leaves traffic as be
     const unstaged = new IptablesBackend({ iptables: new Iptables({ exec, binary: 'iptables-nft' }), conntrack: new Conntrack(exec), clock: new FakeClock(), log: memoryLogger(), metrics: new ProxyMetrics(), render: RENDER });
     for (const table of ['nat', 'filter']) await node.execOk('iptables-nft', ['-t', table, '-F']);
     for (const table of ['nat', 'filter']) await node.execOk('iptables-nft', ['-t', table, '-X']);
-    stagesSeen = 0;
+    faults.stagesSeen = 0;
     await unstaged.sync(b.next());
-    assert.equal(stagesSeen, 0, 'under the default threshold: one restore');
+    assert.equal(faults.stagesSeen, 0, 'under the default threshold: one restore');
     assert.deepEqual(staged, await kproxyRules(node));
   } finally {
     await ns?.destroy();

@@ -11,40 +11,29 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { NftablesBackend } from '../../src/backends/nftables/backend.js';
 import { SnapshotBuilder } from '../../src/core/snapshot.js';
-import { textOf } from '../../src/core/text.js';
 import { memoryLogger } from '../../src/observability/log.js';
 import { ProxyMetrics } from '../../src/observability/metrics.js';
 import { FakeClock } from '../../src/platform/clock.js';
 import { Conntrack } from '../../src/platform/conntrack.js';
-import type { Exec } from '../../src/platform/exec.js';
-import { cleanupStaleNetns, createNetns, kernelTestGate, type Netns } from '../../src/platform/netns.js';
-import { nodeWithPods, podReached } from '../helpers/netns-util.js';
+import { kernelTestGate, type Netns } from '../../src/platform/netns.js';
+import { nodeWithPods, podReached, StageFaults } from '../helpers/netns-util.js';
 import { ep, slice, svc } from '../helpers/objects.js';
 
 const PODS = { 'pod-a': '198.18.10.2', 'pod-b': '198.18.10.3', 'pod-c': '198.18.10.4' } as const;
 
 test('staged nftables syncs: a failure after the stages leaves traffic exactly as before, and the retry completes it', { timeout: 120_000 }, async (t) => {
   if (!(await kernelTestGate(t, { tools: ['nft', 'conntrack'] }))) return;
-  await cleanupStaleNetns('nft-staged');
   let ns: Netns | undefined;
   try {
-    ns = await createNetns('nft-staged');
+    ns = await nodeWithPods('nft-staged', PODS, 110_000);
     const node = ns;
-    await nodeWithPods(node, PODS, 110_000);
-
-    // inject: 'main' makes the kernel reject the main transaction (the one with map elements);
-    // 'stage2' the second staging transaction. Both by a rule into a chain that does not exist.
-    let inject: 'none' | 'main' | 'stage2' = 'none';
-    let stagesSeen = 0;
-    const exec: Exec = (cmd, args, options) => {
-      let input = options?.input === undefined ? undefined : textOf(options.input);
-      if (cmd === 'nft' && args[0] === '-f' && input !== undefined) {
-        const main = input.includes(' element ');
-        if (!main) stagesSeen++;
-        if ((inject === 'main' && main) || (inject === 'stage2' && !main && stagesSeen === 2)) input += 'add rule ip kube-proxy no-such-chain accept\n';
-      }
-      return node.exec(cmd, args, { ...options, ...(input === undefined ? {} : { input }), timeoutMs: 30_000 });
-    };
+    // The main transaction is the one with map elements; a rule into a chain that does not exist breaks one.
+    const faults = new StageFaults(node, {
+      tool: (cmd, args) => cmd === 'nft' && args[0] === '-f',
+      isMain: (_, input) => input.includes(' element '),
+      broken: (input) => `${input}add rule ip kube-proxy no-such-chain accept\n`,
+    });
+    const exec = faults.exec;
     const metrics = new ProxyMetrics();
     const backend = new NftablesBackend({
       exec, conntrack: new Conntrack(exec), clock: new FakeClock(), log: memoryLogger(), metrics, stageLines: 8,
@@ -57,9 +46,9 @@ test('staged nftables syncs: a failure after the stages leaves traffic exactly a
     b.handle({ kind: 'EndpointSlice', type: 'add', object: webSlice });
     b.handle({ kind: 'Service', type: 'add', object: svc('ns1', 'sticky', { clusterIP: '198.18.100.11', sessionAffinity: 'ClientIP', sessionAffinityTimeoutSeconds: 60 }) });
     b.handle({ kind: 'EndpointSlice', type: 'add', object: slice('ns1', 'sticky', 'sticky', [ep(PODS['pod-b'])]) });
-    stagesSeen = 0;
+    faults.stagesSeen = 0;
     await backend.sync(b.next());
-    assert.ok(stagesSeen >= 2, `the first sync staged its ports (${stagesSeen} staging transactions)`);
+    assert.ok(faults.stagesSeen >= 2, `the first sync staged its ports (${faults.stagesSeen} staging transactions)`);
     assert.equal(await podReached(node, '198.18.100.10'), 'pod-a');
     assert.equal(await podReached(node, '198.18.100.11'), 'pod-b');
 
@@ -69,10 +58,10 @@ test('staged nftables syncs: a failure after the stages leaves traffic exactly a
       b.handle({ kind: 'EndpointSlice', type: 'add', object: slice('ns1', `new${i}`, `new${i}`, [ep(PODS['pod-c'])]) });
     }
     b.handle({ kind: 'EndpointSlice', type: 'update', previous: webSlice, object: slice('ns1', 'web', 'web', [ep(PODS['pod-c'])]) });
-    inject = 'main';
-    stagesSeen = 0;
+    faults.inject = 'main';
+    faults.stagesSeen = 0;
     await assert.rejects(backend.sync(b.next()), /no-such-chain|No such file or directory/);
-    assert.ok(stagesSeen >= 2, `staging transactions committed before the main one failed (${stagesSeen})`);
+    assert.ok(faults.stagesSeen >= 2, `staging transactions committed before the main one failed (${faults.stagesSeen})`);
     const chains = (await node.execOk('nft', ['list', 'chains', 'ip'])).stdout;
     assert.match(chains, /chain service-\S+-ns1\/new12\/tcp\/http \{/, 'the staged chains are in the kernel');
     const map = (await node.execOk('nft', ['list', 'map', 'ip', 'kube-proxy', 'service-ips'])).stdout;
@@ -82,14 +71,14 @@ test('staged nftables syncs: a failure after the stages leaves traffic exactly a
     assert.match(await podReached(node, '198.18.100.12'), /^error: /, 'the new service is not reachable at all');
 
     // The retry (a full sync) fails in its second stage: still nothing changes for traffic.
-    inject = 'stage2';
-    stagesSeen = 0;
+    faults.inject = 'stage2';
+    faults.stagesSeen = 0;
     await assert.rejects(backend.sync(b.next()), /no-such-chain|No such file or directory/);
-    assert.equal(stagesSeen, 2, 'the failed stage was the last transaction tried');
+    assert.equal(faults.stagesSeen, 2, 'the failed stage was the last transaction tried');
     assert.equal(await podReached(node, '198.18.100.10'), 'pod-a');
     assert.match(await podReached(node, '198.18.100.13'), /^error: /);
 
-    inject = 'none';
+    faults.inject = 'none';
     await backend.sync(b.next());
     assert.equal(await podReached(node, '198.18.100.10'), 'pod-c', 'the retried sync applies everything');
     for (const ip of ['198.18.100.12', '198.18.100.13', '198.18.100.14']) assert.equal(await podReached(node, ip), 'pod-c', ip);
