@@ -277,3 +277,28 @@ test('a change that leaves every rule as it was runs no restore at all', async (
   assert.equal(restores(fake.calls).length, 0);
   assert.match(await metrics.text(), /kubeproxy_sync_proxy_rules_iptables_last\{table="nat"\} 0\n/);
 });
+
+test('nf_tables backend: a full sync stages only the ports whose chains the kernel lacks, or that a failed sync staged', async () => {
+  const { fake, backend, builder } = setup(7);
+  fake.respond((c) => c.cmd === 'iptables' && c.args[0] === '--version', { stdout: 'iptables v1.8.9 (nf_tables)\n' });
+  let failMain = false;
+  fake.respond((c) => c.cmd === 'iptables-restore' && c.args.includes('--counters') && failMain, { code: 1, stderr: 'iptables-restore: line 2 failed\n' });
+  stagingWorld(builder, 5);
+  await backend.sync(builder.next());
+  // Three new ports, staged by a partial sync whose main restore then fails.
+  stagingWorld(builder, 3, 5);
+  failMain = true;
+  await assert.rejects(backend.sync(builder.next()), /line 2 failed/);
+  failMain = false;
+  const declared = new Set(restores(fake.calls).flatMap((t) => [...t.matchAll(/^:(KUBE-(?:SVC|SEP)-\S+)/gm)].map((m) => m[1])));
+  // What the kernel holds now, as its dump tells: every chain any restore so far declared.
+  fake.respond((c) => c.cmd === 'iptables-save' && c.args.includes('nat'), { stdout: `*nat\n${[...declared].map((c) => `:${c} - [0:0]`).join('\n')}\nCOMMIT\n` });
+  fake.calls.length = 0;
+  await backend.sync(builder.next());
+  const texts = restores(fake.calls);
+  const stages = texts.slice(0, -1);
+  const main = texts.at(-1) ?? '';
+  assert.equal(stages.length, 2, 'the three ports the failed sync staged, again (3 chains each, 7 a stage)');
+  assert.equal(stages.join('').match(/^:KUBE-SVC-/gm)?.length, 3);
+  assert.equal(main.match(/^:KUBE-SVC-/gm)?.length, 5, 'the five ports the kernel\'s rules reach are rewritten in the main restore only');
+});
