@@ -143,15 +143,16 @@ export interface PortChanges {
  */
 export function serializePartial(model: RenderedIptablesModel, opts: PartialOptions): RestoreInput {
   const { rewrite, gone } = opts.changes ?? changedPorts(model, opts);
+  const staged = opts.staged;
+  const ports = staged === undefined ? rewrite : rewrite.filter((spn) => !staged.has(spn));
   const plans: TablePlan[] = [];
   for (const table of TABLES) {
     const chains = model[table].chains;
     const write: string[] = [];
     const rules: (readonly string[])[] = [];
-    const staged = opts.staged;
     // The fixed chains only where their rules changed (see the function's comment).
-    const before = opts.previous[table].chains.fixed;
-    writeChains(chains, write, rules, staged === undefined ? rewrite : rewrite.filter((spn) => !staged.has(spn)), (c, r) => !sameList(r, before.get(c)));
+    const fixedBefore = opts.previous[table].chains.fixed;
+    writeChains(chains, write, rules, ports, (c, r) => !sameList(r, fixedBefore.get(c)));
     // A port's chains are named after the port (hashes of its name), so a chain it had is still
     // in the model exactly when the port still declares it.
     const remove: string[] = [];
